@@ -1,0 +1,124 @@
+"""The composition root: the one place that builds adapters and hands them to the core.
+
+``cluster-bootstrap`` and ``python -m bootstrap`` both land in ``main``. The async part
+plans and writes; the exec happens after the event loop and every session are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from adapters import service_class
+from adapters.consul import ConsulDiscovery
+from bootstrap import cli
+from bootstrap.deadline import Deadline
+from bootstrap.errors import BootstrapError
+from bootstrap.flow import Plan, Start, exec_command, resolve_command
+from bootstrap.log import log, setup
+from bootstrap.settings import ServiceDefaults, Settings, load_consul_settings, load_settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    setup(debug)
+    try:
+        request = cli.parse(args)
+        if request.action == "discover":
+            return asyncio.run(_discover(request, os.environ))
+        settings = _settings(request, os.environ)
+        program = resolve_command(settings.command, os.environ) if request.action == "run" else ""
+        plan = asyncio.run(_start(request, settings))
+        if request.action == "run":
+            exec_command(program, settings.command, plan.rendering)
+        return 0
+    except BootstrapError as exc:
+        if debug:
+            log.exception("%s", exc)
+        print(f"cluster-bootstrap: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("cluster-bootstrap: interrupted", file=sys.stderr)
+        return 130
+
+
+def _settings(request: cli.Request, env: Mapping[str, str]) -> Settings:
+    cls = service_class(request.target)
+    defaults = ServiceDefaults(
+        key=cls.key,
+        port_labels=cls.port_labels,
+        data_dir=getattr(cls, "default_data_dir", "./data"),
+        conf_dir=getattr(cls, "default_conf_dir", "./conf"),
+    )
+    return load_settings(defaults, request.command, env, request.flags)
+
+
+async def _start(request: cli.Request, settings: Settings) -> Plan:
+    deadline = Deadline(settings.timeout_s)
+    service = service_class(settings.service)(settings.options)
+    async with ConsulDiscovery(settings.consul, deadline) as discovery, service:
+        start = Start(settings, discovery, service, deadline)
+        if request.action == "doctor":
+            await _doctor(start, discovery)
+            return await start.preview()
+        if request.dry_run:
+            plan = await start.preview()
+            _print_plan(plan)
+            return plan
+        plan = await start.plan()
+        await start.write(plan)
+        return plan
+
+
+async def _discover(request: cli.Request, env: Mapping[str, str]) -> int:
+    consul = load_consul_settings(env, request.flags)
+    tags = set(request.flags.values.get("tags", "").split(",")) - {""}
+    async with ConsulDiscovery(consul, Deadline(30.0)) as discovery:
+        _, instances = await discovery.instances(request.target)
+    members = [
+        {
+            "id": i.service_id,
+            "node": i.node,
+            "address": i.address,
+            "port": i.port,
+            "tags": list(i.tags),
+            "meta": dict(i.meta),
+        }
+        for i in instances
+        if tags <= set(i.tags)
+    ]
+    print(json.dumps(members, indent=2, sort_keys=True))
+    return 0
+
+
+async def _doctor(start: Start, discovery: ConsulDiscovery) -> None:
+    for key, value in (await discovery.describe()).items():
+        print(f"consul.{key}: {value}")
+    s = start.settings
+    print(f"service: {s.service} (Consul service {s.consul_service!r}, cluster {s.cluster!r})")
+    print(f"member: {s.member_name!r} at {s.address} ports {dict(s.ports)}")
+    print(f"expect: {s.expect} members within {s.timeout_s:g}s")
+
+
+def _print_plan(plan: Plan) -> None:
+    view = plan.view
+    print(
+        f"# member id {view.member_id}; members: "
+        + ", ".join(f"{m.member_id}={m.address}" for m in view.members)
+    )
+    for file in plan.rendering.files:
+        print(f"# --- {file.path} (mode {file.mode:o}{', secret' if file.secret else ''})")
+        print("(secret: not shown)" if file.secret else file.content, end="")
+        if not file.secret and not file.content.endswith("\n"):
+            print()
+    for name, value in sorted(plan.rendering.env.items()):
+        shown = "***" if name in plan.rendering.secret_env else value
+        print(f"{name}={shown}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

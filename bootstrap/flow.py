@@ -1,0 +1,178 @@
+"""One start, step by step (see DESIGN.md, "The flow of one start").
+
+who am I -> member id -> register -> wait for peers -> shared values -> render -> write
+-> prepare -> exec. The ports are handed in; this module never imports an adapter.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bootstrap.deadline import Deadline
+from bootstrap.errors import CommandNotFound, ExecError, RenderError, UsageError
+from bootstrap.files import write_all
+from bootstrap.log import log, redact
+from bootstrap.membership import Membership
+from bootstrap.model import ClusterView, Me, Member, Rendering
+from bootstrap.ports import DiscoveryPort, Registration, ServicePort
+from bootstrap.settings import Settings
+
+SHARED_MAX_LEN = 4096
+
+
+def resolve_command(command: Sequence[str], env: Mapping[str, str]) -> str:
+    """The executable for ``command``, checked before anything is written or claimed."""
+    if not command:
+        raise UsageError("no command after '--' (the server to exec once the config is written)")
+    program = command[0]
+    if os.sep in program:
+        path = Path(program)
+        if not path.exists():
+            raise CommandNotFound(f"command not found: {program}")
+        if path.is_dir() or not os.access(path, os.X_OK):
+            raise ExecError(f"command is not executable: {program}")
+        return program
+    found = shutil.which(program, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise CommandNotFound(f"command not found on PATH: {program}")
+    return found
+
+
+def who_am_i(settings: Settings) -> Me:
+    return Me(
+        owner=settings.member_name,
+        address=settings.address,
+        ports=settings.ports,
+        bind_address=settings.bind_address,
+        bind_ports=settings.bind_ports,
+        data_dir=settings.data_dir,
+        conf_dir=settings.conf_dir,
+        alloc_index=settings.alloc_index,
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a start has decided: the view it rendered from and the rendering itself."""
+
+    view: ClusterView
+    rendering: Rendering
+
+
+class Start:
+    """One start of one member, over a discovery port and a service port."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        discovery: DiscoveryPort,
+        service: ServicePort,
+        deadline: Deadline,
+    ) -> None:
+        self.settings = settings
+        self.discovery = discovery
+        self.service = service
+        self.deadline = deadline
+        self.me = who_am_i(settings)
+        self.membership = Membership(
+            discovery,
+            prefix=settings.cluster_prefix,
+            consul_service=settings.consul_service,
+            port_labels=type(service).port_labels,
+            id_range=type(service).id_range,
+            tags=settings.tags,
+        )
+
+    async def plan(self) -> Plan:
+        """Claim an id, register, wait for the peers, agree on shared values, render."""
+        disk_id = self.service.member_id_on_disk(self.me)
+        member_id = await self.membership.obtain_id(self.me, disk_id, f"{self.me.data_dir}")
+        if self.settings.register:
+            await self.discovery.register(self.registration(member_id))
+        members = await self.membership.wait_for(member_id, self.settings.expect, self.deadline)
+        shared = await self.shared_values(create=True)
+        return self._render(member_id, members, shared)
+
+    async def preview(self) -> Plan:
+        """What ``plan`` would decide now, changing nothing in Consul and not waiting."""
+        disk_id = self.service.member_id_on_disk(self.me)
+        member_id = await self.membership.preview_id(self.me, disk_id)
+        members, _ = await self.membership.snapshot()
+        if member_id not in {m.member_id for m in members}:
+            members.append(Member(member_id, self.me.address, self.me.ports, self.me.owner))
+            members.sort(key=lambda m: m.member_id)
+        shared = await self.shared_values(create=False)
+        return self._render(member_id, tuple(members), shared)
+
+    def registration(self, member_id: int) -> Registration:
+        primary = type(self.service).primary_port()
+        return Registration(
+            service_id=f"{self.settings.consul_service}-{member_id}",
+            name=self.settings.consul_service,
+            address=self.me.address,
+            port=self.me.ports[primary],
+            tags=self.settings.tags,
+            meta={
+                "cluster-bootstrap-id": str(member_id),
+                "cluster-bootstrap-cluster": self.settings.cluster,
+            },
+            check=self.service.health_check(self.me),
+        )
+
+    async def shared_values(self, *, create: bool) -> dict[str, str]:
+        """Each shared value: read it, or create it first (CAS) and read back the winner's."""
+        values = {}
+        for spec in self.service.shared_values():
+            key = f"{self.settings.cluster_prefix}/shared/{spec.name}"
+            entry = await self.discovery.kv_get(key)
+            if entry is None:
+                fresh = spec.create()
+                if not create:
+                    log.info(
+                        "shared value %r does not exist yet; a start would create it", spec.name
+                    )
+                    values[spec.name] = fresh
+                    continue
+                if await self.discovery.kv_create(key, fresh):
+                    log.info("created the cluster's shared value %r", spec.name)
+                entry = await self.discovery.kv_get(key)
+                if entry is None:
+                    raise RenderError(f"shared value {key!r} vanished right after it was created")
+            value = _valid_shared(entry.value, key)
+            if spec.secret:
+                redact(value)
+            values[spec.name] = value
+        return values
+
+    def _render(self, member_id: int, members: tuple[Member, ...], shared: dict[str, str]) -> Plan:
+        view = ClusterView(self.me, member_id, members, shared, self.settings.options)
+        rendering = self.service.render(view)
+        for name in rendering.secret_env:
+            redact(rendering.env.get(name))
+        return Plan(view, rendering)
+
+    async def write(self, plan: Plan) -> None:
+        """Write the rendered files atomically, then run the service's preparation."""
+        for path in write_all(plan.rendering.files):
+            log.info("wrote %s", path)
+        await self.service.prepare(plan.view, plan.rendering, self.settings.command)
+
+
+def _valid_shared(value: str, key: str) -> str:
+    if not value or len(value) > SHARED_MAX_LEN or not value.isprintable():
+        raise RenderError(f"KV {key}: shared value is empty, too long or not printable")
+    return value
+
+
+def exec_command(program: str, command: Sequence[str], rendering: Rendering) -> None:
+    """Replace this process with the service (it becomes PID 1 in a container)."""
+    env = {**os.environ, **rendering.env}
+    log.info("exec %s", " ".join(command))
+    try:
+        os.execve(program, list(command), env)
+    except OSError as exc:
+        raise ExecError(f"cannot exec {program}: {exc.strerror}") from exc

@@ -1,0 +1,286 @@
+"""Member ids and the member list: claims in KV, instances in the catalog, and the wait.
+
+Layout in Consul KV, under ``<kv_prefix>/<cluster>/``::
+
+    ids/<n>          the claim on member id n: {"owner", "address", "ports"} (create-only CAS)
+    shared/<name>    a value created once for the whole cluster (cluster id, cookie)
+
+A *member* is a claim whose address and primary port match a registered instance of the
+service. The claim gives the id and every port; the registration says the member is there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from bootstrap.deadline import Deadline
+from bootstrap.errors import MemberIdError, PeersMissing, UntrustedValue
+from bootstrap.log import log
+from bootstrap.model import Claim, Instance, Me, Member, valid_address, valid_port
+from bootstrap.ports import DiscoveryPort, KVEntry
+
+PROGRESS_EVERY_S = 5.0
+MIN_ROUND_S = 0.05  # rate limit of the wait loop, even if the agent answers at once
+
+
+@dataclass(frozen=True)
+class Claims:
+    """Every claim under ``ids/``, plus the keys that hold something unusable."""
+
+    by_id: Mapping[int, tuple[Claim, int]]  # id -> (claim, ModifyIndex)
+    unusable: frozenset[int]
+
+    def taken(self) -> set[int]:
+        return set(self.by_id) | set(self.unusable)
+
+    def owned_by(self, owner: str) -> list[Claim]:
+        return sorted(
+            (claim for claim, _ in self.by_id.values() if claim.owner == owner),
+            key=lambda claim: claim.member_id,
+        )
+
+
+class Membership:
+    """Ids and members of one cluster, through a ``DiscoveryPort``."""
+
+    def __init__(
+        self,
+        discovery: DiscoveryPort,
+        *,
+        prefix: str,
+        consul_service: str,
+        port_labels: Mapping[str, int],
+        id_range: tuple[int, int],
+        tags: Sequence[str] = (),
+    ) -> None:
+        self.discovery = discovery
+        self.tags = frozenset(tags)
+        self.ids_prefix = f"{prefix}/ids/"
+        self.consul_service = consul_service
+        self.port_labels = port_labels
+        self.primary = next(iter(port_labels))
+        self.id_range = id_range
+
+    def claim_key(self, member_id: int) -> str:
+        return f"{self.ids_prefix}{member_id}"
+
+    # -- claims ---------------------------------------------------------------------------
+
+    def parse_claims(self, entries: Mapping[str, KVEntry]) -> Claims:
+        by_id: dict[int, tuple[Claim, int]] = {}
+        unusable: set[int] = set()
+        low, high = self.id_range
+        for key, entry in entries.items():
+            suffix = key.removeprefix(self.ids_prefix)
+            if not (suffix.isascii() and suffix.isdigit()) or not low <= int(suffix) <= high:
+                log.warning("ignoring KV key %r: not a member id in %d..%d", key, low, high)
+                continue
+            member_id = int(suffix)
+            try:
+                claim = Claim.from_json(member_id, entry.value, self.port_labels, f"KV {key}")
+            except UntrustedValue as exc:
+                log.warning("id %d is taken by an unusable claim (%s); skipping it", member_id, exc)
+                unusable.add(member_id)
+                continue
+            by_id[member_id] = (claim, entry.modify_index)
+        return Claims(by_id, frozenset(unusable))
+
+    async def read_claims(self, *, index: int = 0, wait_s: float = 0.0) -> tuple[int, Claims]:
+        new_index, entries = await self.discovery.kv_list(
+            self.ids_prefix, index=index, wait_s=wait_s
+        )
+        return new_index, self.parse_claims(entries)
+
+    async def obtain_id(self, me: Me, disk_id: int | None, disk_origin: str = "disk") -> int:
+        """This member's stable id: the one on disk, else its own claim, else the lowest free.
+
+        A lost create race moves on to the next id; an unreachable agent raises.
+        """
+        _, claims = await self.read_claims()
+        record = Claim(0, me.owner, me.address, dict(me.ports))
+        if disk_id is not None:
+            return await self._keep_disk_id(disk_id, disk_origin, claims, record)
+        mine = claims.owned_by(me.owner)
+        if mine:
+            await self._refresh(mine[0], claims, record)
+            log.info("member %r reclaims its id %d", me.owner, mine[0].member_id)
+            return mine[0].member_id
+        for candidate in self._candidates(me.alloc_index, claims.taken()):
+            if await self.discovery.kv_create(
+                self.claim_key(candidate), _with_id(record, candidate)
+            ):
+                log.info("member %r claimed id %d", me.owner, candidate)
+                return candidate
+            log.debug("id %d was taken first by another member; trying the next", candidate)
+        low, high = self.id_range
+        raise MemberIdError(f"every member id in {low}..{high} is claimed under {self.ids_prefix}")
+
+    async def _keep_disk_id(self, disk_id: int, origin: str, claims: Claims, record: Claim) -> int:
+        low, high = self.id_range
+        if not low <= disk_id <= high:
+            raise MemberIdError(f"{origin}: id {disk_id} is outside {low}..{high}")
+        for _ in range(3):
+            held = claims.by_id.get(disk_id)
+            if held is None:
+                if disk_id in claims.unusable:
+                    raise MemberIdError(f"{origin}: id {disk_id} is held by an unusable KV record")
+                if await self.discovery.kv_create(
+                    self.claim_key(disk_id), _with_id(record, disk_id)
+                ):
+                    log.info("member %r claimed id %d found on %s", record.owner, disk_id, origin)
+                    return disk_id
+            elif held[0].owner == record.owner:
+                await self._refresh(held[0], claims, record)
+                log.info("member %r keeps id %d found on %s", record.owner, disk_id, origin)
+                return disk_id
+            else:
+                raise MemberIdError(
+                    f"{origin}: id {disk_id} is claimed in Consul by {held[0].owner!r}, "
+                    f"not by this member {record.owner!r}"
+                )
+            _, claims = await self.read_claims()
+        raise MemberIdError(f"{origin}: id {disk_id} kept changing hands in Consul")
+
+    async def _refresh(self, claim: Claim, claims: Claims, record: Claim) -> None:
+        """Move my claim to my current address and ports (a rescheduled member)."""
+        wanted = _with_id(record, claim.member_id)
+        current, modify_index = claims.by_id[claim.member_id]
+        if current.to_json() == wanted:
+            return
+        if not await self.discovery.kv_replace(
+            self.claim_key(claim.member_id), wanted, modify_index
+        ):
+            raise MemberIdError(f"claim on id {claim.member_id} changed while it was being moved")
+        log.info("id %d now points at %s", claim.member_id, record.address)
+
+    async def preview_id(self, me: Me, disk_id: int | None) -> int:
+        """The id ``obtain_id`` would settle on now, without writing anything."""
+        _, claims = await self.read_claims()
+        if disk_id is not None:
+            return disk_id
+        mine = claims.owned_by(me.owner)
+        if mine:
+            return mine[0].member_id
+        for candidate in self._candidates(me.alloc_index, claims.taken()):
+            return candidate
+        low, high = self.id_range
+        raise MemberIdError(f"every member id in {low}..{high} is claimed under {self.ids_prefix}")
+
+    def _candidates(self, alloc_index: int | None, taken: set[int]) -> Iterable[int]:
+        low, high = self.id_range
+        order = list(range(low, high + 1))
+        if alloc_index is not None and low + alloc_index <= high:
+            order.remove(low + alloc_index)
+            order.insert(0, low + alloc_index)
+        return (candidate for candidate in order if candidate not in taken)
+
+    # -- members ----------------------------------------------------------------------------
+
+    def match(
+        self, instances: Sequence[Instance], claims: Claims
+    ) -> tuple[list[Member], list[str]]:
+        """Members (claims with a live registration), and registrations still without a claim."""
+        by_endpoint: dict[tuple[str, int], tuple[Claim, int]] = {}
+        for claim, modify_index in claims.by_id.values():
+            endpoint = (claim.address, claim.ports[self.primary])
+            # Two claims on one endpoint: the newest write is the live member.
+            if endpoint not in by_endpoint or modify_index > by_endpoint[endpoint][1]:
+                by_endpoint[endpoint] = (claim, modify_index)
+        members: dict[int, Member] = {}
+        waiting = []
+        for instance in instances:
+            if not self.tags <= set(instance.tags):
+                continue
+            origin = f"Consul registration {instance.describe()!r}"
+            endpoint = (
+                valid_address(instance.address, origin),
+                valid_port(instance.port, origin),
+            )
+            if endpoint in by_endpoint:
+                claim = by_endpoint[endpoint][0]
+                members[claim.member_id] = claim.member()
+            else:
+                waiting.append(f"{endpoint[0]}:{endpoint[1]}")
+        return sorted(members.values(), key=lambda m: m.member_id), sorted(waiting)
+
+    async def snapshot(self) -> tuple[list[Member], list[str]]:
+        """The members there are now, without waiting."""
+        _, instances = await self.discovery.instances(self.consul_service)
+        _, claims = await self.read_claims()
+        return self.match(instances, claims)
+
+    async def wait_for(self, me_id: int, expect: int, deadline: Deadline) -> tuple[Member, ...]:
+        """Block until ``expect`` members (this one among them) are there, or the deadline.
+
+        Blocking queries on the catalog and on the claims run side by side; whichever
+        changes first wakes the loop. Progress is logged at start and every few seconds.
+        """
+        service_index, instances = await self.discovery.instances(self.consul_service)
+        claims_index, claims = await self.read_claims()
+        last_progress = float("-inf")
+        last_line = ""
+        while True:
+            round_started = time.monotonic()
+            members, waiting = self.match(instances, claims)
+            here = [m.member_id for m in members]
+            if len(members) >= expect and me_id in here:
+                log.info("%d of %d members are here: %s", len(members), expect, _names(members))
+                return tuple(members)
+            line = _progress(members, waiting, me_id, expect)
+            if line != last_line or time.monotonic() - last_progress >= PROGRESS_EVERY_S:
+                log.info("%s; %.0fs left", line, deadline.remaining())
+                last_progress, last_line = time.monotonic(), line
+            if deadline.expired():
+                raise PeersMissing(f"deadline of {deadline.seconds:g}s passed: {line}")
+            wait_s = max(0.1, min(PROGRESS_EVERY_S, deadline.remaining()))
+            service_task = asyncio.ensure_future(
+                self.discovery.instances(self.consul_service, index=service_index, wait_s=wait_s)
+            )
+            claims_task = asyncio.ensure_future(self.read_claims(index=claims_index, wait_s=wait_s))
+            try:
+                done, _ = await asyncio.wait(
+                    {service_task, claims_task}, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                for task in (service_task, claims_task):
+                    if not task.done():
+                        task.cancel()
+                await asyncio.gather(service_task, claims_task, return_exceptions=True)
+            if service_task in done:
+                new_index, instances = service_task.result()
+                service_index = next_index(service_index, new_index)
+            if claims_task in done:
+                new_index, claims = claims_task.result()
+                claims_index = next_index(claims_index, new_index)
+            spent = time.monotonic() - round_started
+            if spent < MIN_ROUND_S:
+                await asyncio.sleep(MIN_ROUND_S - spent)
+
+
+def next_index(previous: int, returned: int) -> int:
+    """The index for the next blocking query: reset when it went backwards, never below 1."""
+    if returned < previous:
+        return 0
+    return max(1, returned)
+
+
+def _with_id(record: Claim, member_id: int) -> str:
+    return Claim(member_id, record.owner, record.address, record.ports).to_json()
+
+
+def _names(members: Sequence[Member]) -> str:
+    return ", ".join(f"{m.member_id}={m.address}" for m in members) or "none"
+
+
+def _progress(members: Sequence[Member], waiting: Sequence[str], me_id: int, expect: int) -> str:
+    missing = max(0, expect - len(members))
+    parts = [f"{len(members)} of {expect} members here ({_names(members)})"]
+    if me_id not in {m.member_id for m in members}:
+        parts.append(f"this member (id {me_id}) is not registered yet")
+    if waiting:
+        parts.append(f"registered without a claimed id yet: {', '.join(waiting)}")
+    parts.append(f"missing {missing}")
+    return "; ".join(parts)

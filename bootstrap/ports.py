@@ -1,0 +1,166 @@
+"""The two ports the core talks through: discovery (Consul) and the service being bootstrapped.
+
+Both are async context managers: connections open in ``__aenter__`` and close in ``__aexit__``,
+never at import or construction time. Test doubles subclass these classes.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+from bootstrap.model import ClusterView, Instance, Me, Rendering, SharedValue
+
+
+@dataclass(frozen=True)
+class KVEntry:
+    """A KV value with the ``ModifyIndex`` a compare-and-set must name to replace it."""
+
+    value: str
+    modify_index: int
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """A check attached to a registration. Exactly one of tcp/http/ttl is set."""
+
+    tcp: str | None = None
+    http: str | None = None
+    ttl: str | None = None
+    interval: str = "10s"
+    timeout: str = "2s"
+    deregister_critical_after: str = "10m"
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A service instance this member registers for itself (when Nomad does not)."""
+
+    service_id: str
+    name: str
+    address: str
+    port: int
+    tags: tuple[str, ...] = ()
+    meta: Mapping[str, str] = field(default_factory=dict)
+    check: HealthCheck | None = None
+
+
+class AsyncResource:
+    """Base for ports: ``async with port:`` opens and closes what the port needs."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+
+class DiscoveryPort(AsyncResource, abc.ABC):
+    """Where members are found and where the cluster keeps its shared, atomic records.
+
+    Contract for every method:
+
+    - A transient failure (agent unreachable, 5xx, timeout) raises ``ConsulUnavailable``
+      after the implementation's own retries, bounded by the run's deadline.
+    - A refused request (403) raises ``ConsulDenied`` at once.
+    - An answer that is not what the API documents raises ``ConsulBadAnswer``.
+    - Losing a compare-and-set race is a normal outcome and returns ``False``; it never
+      raises. An error is never reported as ``False``.
+    """
+
+    @abc.abstractmethod
+    async def instances(
+        self, service: str, *, index: int = 0, wait_s: float = 0.0
+    ) -> tuple[int, list[Instance]]:
+        """Every registered instance of ``service``, in any health state.
+
+        With ``index > 0`` this is a blocking query: it returns when the result may have
+        changed or after about ``wait_s`` seconds. Returns the new index (always >= 1).
+        """
+
+    @abc.abstractmethod
+    async def kv_list(
+        self, prefix: str, *, index: int = 0, wait_s: float = 0.0
+    ) -> tuple[int, dict[str, KVEntry]]:
+        """Every key under ``prefix`` (full key -> entry); blocking like ``instances``."""
+
+    @abc.abstractmethod
+    async def kv_get(self, key: str) -> KVEntry | None:
+        """The entry at ``key``, or ``None`` if it does not exist."""
+
+    @abc.abstractmethod
+    async def kv_create(self, key: str, value: str) -> bool:
+        """Create ``key`` only if it does not exist. ``True``: created; ``False``: it existed."""
+
+    @abc.abstractmethod
+    async def kv_replace(self, key: str, value: str, modify_index: int) -> bool:
+        """Replace ``key`` only if unchanged since ``modify_index``. ``False``: lost the race."""
+
+    @abc.abstractmethod
+    async def register(self, registration: Registration) -> None:
+        """Register (or re-register, idempotently) a service instance with the local agent."""
+
+    @abc.abstractmethod
+    async def deregister(self, service_id: str) -> None:
+        """Remove a service instance from the local agent; a missing one is not an error."""
+
+    async def describe(self) -> dict[str, str]:
+        """What ``doctor`` shows of the connection: address, TLS, token (masked), reachability."""
+        return {}
+
+
+class ServicePort(AsyncResource, abc.ABC):
+    """One clustered service: how its members are numbered and what its config looks like.
+
+    Subclasses set the class attributes and implement ``render``. ``render`` must be
+    deterministic: the same view gives the same bytes on every member. Values in the view that
+    came from Consul are already validated; options come from the user.
+    """
+
+    key: ClassVar[str]
+    id_range: ClassVar[tuple[int, int]] = (1, 255)
+    port_labels: ClassVar[Mapping[str, int]]  # label -> default port; the first is primary
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self.options = dict(options)
+
+    @classmethod
+    def primary_port(cls) -> str:
+        return next(iter(cls.port_labels))
+
+    def member_id_on_disk(self, me: Me) -> int | None:
+        """The id a previous start left on disk (myid, meta.properties), or ``None``."""
+        return None
+
+    def shared_values(self) -> Sequence[SharedValue]:
+        """Values created once for the whole cluster (cluster id, cookie)."""
+        return ()
+
+    def health_check(self, me: Me) -> HealthCheck | None:
+        """The check to attach when this member registers itself.
+
+        It must not hide a member from its peers before the cluster exists: discovery counts
+        members in any health state.
+        """
+        return HealthCheck(tcp=f"{me.address}:{me.ports[self.primary_port()]}")
+
+    @abc.abstractmethod
+    def render(self, view: ClusterView) -> Rendering:
+        """Files and environment for this member. Raise ``RenderError`` when impossible."""
+
+    async def prepare(
+        self, view: ClusterView, rendering: Rendering, command: Sequence[str]
+    ) -> None:
+        """Steps before exec, after the files are written (e.g. format storage once).
+
+        Raise ``PrepareError`` on failure.
+        """
+        return None

@@ -1,0 +1,44 @@
+"""The command line: subcommands, the split at '--', one-line usage errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from bootstrap.cli import parse
+from bootstrap.errors import UsageError
+
+
+def test_run_is_the_default_and_command_follows_dashes() -> None:
+    """Proves `cluster-bootstrap zookeeper --expect 3 -- cmd args` means run."""
+    r = parse(["zookeeper", "--expect", "3", "--port", "client=2181", "--", "zkServer.sh", "-x"])
+    assert (r.action, r.target, r.command) == ("run", "zookeeper", ("zkServer.sh", "-x"))
+    assert r.flags.values["expect"] == "3" and r.flags.ports == ("client=2181",)
+
+
+def test_flags_after_dashes_belong_to_the_command() -> None:
+    """Proves options after '--' are passed to the server untouched."""
+    r = parse(["zookeeper", "--", "java", "--expect", "9"])
+    assert r.command == ("java", "--expect", "9") and r.flags.values["expect"] is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["zookeeper"], "missing the command after '--'"),
+        (["render", "zookeeper", "--", "x"], "takes no command"),
+        (["zookeeper", "--dry-run", "--", "x"], "--dry-run goes with render"),
+        (["zookeeper", "--bogus", "--", "x"], "unrecognized arguments: --bogus"),
+        (["discover"], "the following arguments are required: target"),
+    ],
+)
+def test_usage_errors_are_one_line(argv: list[str], message: str) -> None:
+    """Proves each wrong invocation is a UsageError with one line naming the problem."""
+    with pytest.raises(UsageError, match=message) as err:
+        parse(argv)
+    assert "\n" not in str(err.value)
+
+
+def test_no_token_flag_exists() -> None:
+    """Proves secrets cannot be given as flags (they would show in ps)."""
+    with pytest.raises(UsageError):
+        parse(["zookeeper", "--consul-token", "s3cret", "--", "x"])
