@@ -7,11 +7,13 @@
 from __future__ import annotations
 
 from adapters.template import TemplateService
+from adapters.zookeeper import ZooKeeperService
 from bootstrap.errors import UsageError
 from bootstrap.ports import ServicePort
 
 SERVICES: dict[str, type[ServicePort]] = {
     TemplateService.key: TemplateService,
+    ZooKeeperService.key: ZooKeeperService,
 }
 
 

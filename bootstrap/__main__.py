@@ -17,7 +17,7 @@ from adapters.consul import ConsulDiscovery
 from bootstrap import cli
 from bootstrap.deadline import Deadline
 from bootstrap.errors import BootstrapError
-from bootstrap.flow import Plan, Start, exec_command, resolve_command
+from bootstrap.flow import Plan, Start, exec_command, resolve_command, who_am_i
 from bootstrap.log import log, setup
 from bootstrap.settings import ServiceDefaults, Settings, load_consul_settings, load_settings
 
@@ -31,6 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if request.action == "discover":
             return asyncio.run(_discover(request, os.environ))
         settings = _settings(request, os.environ)
+        if request.action == "health":
+            return asyncio.run(_health(settings))
         program = resolve_command(settings.command, os.environ) if request.action == "run" else ""
         plan = asyncio.run(_start(request, settings))
         if request.action == "run":
@@ -54,7 +56,9 @@ def _settings(request: cli.Request, env: Mapping[str, str]) -> Settings:
         data_dir=getattr(cls, "default_data_dir", "./data"),
         conf_dir=getattr(cls, "default_conf_dir", "./conf"),
     )
-    return load_settings(defaults, request.command, env, request.flags)
+    return load_settings(
+        defaults, request.command, env, request.flags, require_expect=request.action != "health"
+    )
 
 
 async def _start(request: cli.Request, settings: Settings) -> Plan:
@@ -72,6 +76,13 @@ async def _start(request: cli.Request, settings: Settings) -> Plan:
         plan = await start.plan()
         await start.write(plan)
         return plan
+
+
+async def _health(settings: Settings) -> int:
+    async with service_class(settings.service)(settings.options) as service:
+        report = await service.health(who_am_i(settings))
+    print(report.detail)
+    return report.code
 
 
 async def _discover(request: cli.Request, env: Mapping[str, str]) -> int:

@@ -6,6 +6,7 @@
     cluster-bootstrap render SERVICE [--dry-run] [options]
     cluster-bootstrap discover CONSUL_SERVICE [--tag TAG] [consul options]
     cluster-bootstrap doctor SERVICE [options]
+    cluster-bootstrap health SERVICE [options]      (exit 0 passing, 1 warning, 2 critical)
 
 A wrong flag is a ``UsageError`` (one line, exit 2), never argparse's usage dump.
 """
@@ -20,14 +21,14 @@ from typing import NoReturn
 from bootstrap.errors import UsageError
 from bootstrap.settings import CONSUL_ENV, OWN_KEYS, Flags
 
-SUBCOMMANDS = ("run", "render", "discover", "doctor")
+SUBCOMMANDS = ("run", "render", "discover", "doctor", "health")
 
 
 @dataclass(frozen=True)
 class Request:
     """What the user asked for."""
 
-    action: str  # run | render | discover | doctor
+    action: str  # one of SUBCOMMANDS
     target: str  # the service key, or for discover the Consul service name
     command: tuple[str, ...]
     flags: Flags

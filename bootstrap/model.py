@@ -34,6 +34,19 @@ def valid_address(value: object, origin: str) -> str:
     return value
 
 
+def is_any_address(address: str) -> bool:
+    """True for 0.0.0.0 and ::, the addresses that mean "bind every interface"."""
+    try:
+        return ipaddress.ip_address(address).is_unspecified
+    except ValueError:
+        return False
+
+
+def local_address(bind_address: str) -> str:
+    """Where a local client reaches a server bound to ``bind_address``."""
+    return "127.0.0.1" if is_any_address(bind_address) else bind_address
+
+
 def valid_port(value: object, origin: str) -> int:
     """Return ``value`` as an int if it is a port in 1..65535 (int or plain decimal string)."""
     port = _plain_int(value)

@@ -7,12 +7,13 @@ never at import or construction time. Test doubles subclass these classes.
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-from bootstrap.model import ClusterView, Instance, Me, Rendering, SharedValue
+from bootstrap.model import ClusterView, Instance, Me, Rendering, SharedValue, local_address
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,14 @@ class Registration:
     tags: tuple[str, ...] = ()
     meta: Mapping[str, str] = field(default_factory=dict)
     check: HealthCheck | None = None
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """A member's health as a script check reports it: 0 passing, 1 warning, 2 critical."""
+
+    code: int
+    detail: str
 
 
 class AsyncResource:
@@ -151,6 +160,19 @@ class ServicePort(AsyncResource, abc.ABC):
         members in any health state.
         """
         return HealthCheck(tcp=f"{me.address}:{me.ports[self.primary_port()]}")
+
+    async def health(self, me: Me) -> HealthReport:
+        """This member's health, for ``cluster-bootstrap health`` as a script check.
+
+        The default only asks whether the primary port accepts connections.
+        """
+        host, port = local_address(me.bind_address), me.bind_ports[self.primary_port()]
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2.0)
+        except (OSError, TimeoutError):
+            return HealthReport(2, f"down: nothing listens on {host}:{port}")
+        writer.close()
+        return HealthReport(0, f"up: {host}:{port} accepts connections")
 
     @abc.abstractmethod
     def render(self, view: ClusterView) -> Rendering:

@@ -199,8 +199,13 @@ def load_settings(
     command: Sequence[str],
     env: Mapping[str, str],
     flags: Flags,
+    *,
+    require_expect: bool = True,
 ) -> Settings:
-    """Merge every layer into ``Settings``; raise one ``UsageError`` listing every problem."""
+    """Merge every layer into ``Settings``; raise one ``UsageError`` listing every problem.
+
+    ``require_expect=False`` is for actions that form nothing (``health``).
+    """
     problems = _Problems()
     file_layer = _read_yaml(flags.config, problems)
     own: dict[str, _Raw] = {}
@@ -229,7 +234,7 @@ def load_settings(
     data_dir = Path(problems.convert(own.get("data_dir"), _text, service.data_dir))
     alloc_name = env.get("NOMAD_ALLOC_NAME", "")
     default_member = alloc_name or f"{address}:{data_dir.absolute()}"
-    if "expect" not in own:
+    if "expect" not in own and require_expect:
         problems.items.append(
             "expect: missing (how many members form the cluster, e.g. --expect 3)"
         )
