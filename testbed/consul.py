@@ -19,8 +19,11 @@ from testbed.procs import Process, cache_dir, free_port, wait_until
 
 def consul_binary() -> str:
     """``$CB_CONSUL``, else ``consul`` on PATH, else the one ``.ci/install-consul`` built."""
-    for candidate in (os.environ.get("CB_CONSUL"), shutil.which("consul"),
-                      str(cache_dir() / "bin" / "consul")):
+    for candidate in (
+        os.environ.get("CB_CONSUL"),
+        shutil.which("consul"),
+        str(cache_dir() / "bin" / "consul"),
+    ):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     raise RuntimeError("no consul binary: run .ci/install-consul (or put consul on PATH)")
@@ -29,14 +32,17 @@ def consul_binary() -> str:
 class ConsulAgent:
     """One agent on 127.0.0.1 with free ports; ``acl_token`` turns on ACLs (deny by default)."""
 
-    def __init__(self, workdir: Path, *, acl_token: str | None = None,
-                 persistent: bool = False) -> None:
+    def __init__(
+        self, workdir: Path, *, acl_token: str | None = None, persistent: bool = False
+    ) -> None:
         self.workdir = workdir
         self.acl_token = acl_token
         self.persistent = persistent
         self.http_port = free_port()
         self.ports = {
-            "serf_lan": free_port(), "serf_wan": free_port(), "server": free_port(),
+            "serf_lan": free_port(),
+            "serf_wan": free_port(),
+            "server": free_port(),
         }
         self.process: Process | None = None
         self.starts = 0
@@ -51,22 +57,48 @@ class ConsulAgent:
 
     def argv(self) -> list[str]:
         argv = [
-            consul_binary(), "agent",
-            "-bind", "127.0.0.1", "-client", "127.0.0.1", "-advertise", "127.0.0.1",
-            "-http-port", str(self.http_port), "-dns-port", "-1", "-grpc-port", "-1",
-            "-serf-lan-port", str(self.ports["serf_lan"]),
-            "-serf-wan-port", str(self.ports["serf_wan"]),
-            "-server-port", str(self.ports["server"]),
-            "-node", f"bed-{self.http_port}", "-log-level", "warn",
+            consul_binary(),
+            "agent",
+            "-bind",
+            "127.0.0.1",
+            "-client",
+            "127.0.0.1",
+            "-advertise",
+            "127.0.0.1",
+            "-http-port",
+            str(self.http_port),
+            "-dns-port",
+            "-1",
+            "-grpc-port",
+            "-1",
+            "-serf-lan-port",
+            str(self.ports["serf_lan"]),
+            "-serf-wan-port",
+            str(self.ports["serf_wan"]),
+            "-server-port",
+            str(self.ports["server"]),
+            "-node",
+            f"bed-{self.http_port}",
+            "-log-level",
+            "warn",
         ]
         if self.persistent:
-            argv += ["-server", "-bootstrap-expect", "1", "-data-dir", str(self.workdir / "data"),
-                     "-disable-host-node-id"]
+            argv += [
+                "-server",
+                "-bootstrap-expect",
+                "1",
+                "-data-dir",
+                str(self.workdir / "data"),
+                "-disable-host-node-id",
+            ]
         else:
             argv += ["-dev"]
         if self.acl_token:
-            argv += ["-hcl", 'acl { enabled = true default_policy = "deny" '
-                             f'tokens {{ initial_management = "{self.acl_token}" }} }}']
+            argv += [
+                "-hcl",
+                'acl { enabled = true default_policy = "deny" '
+                f'tokens {{ initial_management = "{self.acl_token}" }} }}',
+            ]
         return argv
 
     def start(self, timeout_s: float = 60.0) -> ConsulAgent:
@@ -94,8 +126,14 @@ class ConsulAgent:
 
     # -- a tiny HTTP client of its own, so the bed never depends on the code under test --
 
-    def request(self, method: str, path: str, body: object | None = None,
-                token: str | None = None, timeout_s: float = 5.0) -> tuple[int, object]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: object | None = None,
+        token: str | None = None,
+        timeout_s: float = 5.0,
+    ) -> tuple[int, object]:
         data = None
         if body is not None:
             data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
@@ -127,8 +165,9 @@ class ConsulAgent:
         except OSError:
             return False
 
-    def register(self, name: str, service_id: str, address: str, port: int,
-                 **extra: object) -> None:
+    def register(
+        self, name: str, service_id: str, address: str, port: int, **extra: object
+    ) -> None:
         body = {"Name": name, "ID": service_id, "Address": address, "Port": port, **extra}
         status, answer = self.request("PUT", "/v1/agent/service/register", body)
         if status != 200:

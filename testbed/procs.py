@@ -22,7 +22,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(check: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.1) -> None:
+def wait_until(
+    check: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.1
+) -> None:
     """Poll ``check`` until true; raise TimeoutError naming ``what`` at the deadline."""
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
@@ -43,8 +45,13 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
 class Process:
     """A child process in its own process group, with its output in a log file."""
 
-    def __init__(self, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.argv = list(argv)
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)

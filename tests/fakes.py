@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -38,10 +39,8 @@ class FakeDiscovery(DiscoveryPort):
         if self.down:
             raise ConsulUnavailable("fake agent is down")
         if index > 0 and index >= self.index:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), wait_s)
-            except TimeoutError:
-                pass
 
     def add_instance(self, name: str, instance: Instance) -> None:
         self.services[instance.service_id] = instance

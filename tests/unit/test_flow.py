@@ -51,7 +51,9 @@ async def start_member(fake: FakeDiscovery, settings: Settings) -> tuple[int, st
 async def test_three_members_started_together_get_distinct_ids_and_one_list(tmp_path: Path) -> None:
     """Proves concurrent starts claim distinct ids and render byte-identical member lists."""
     fake = FakeDiscovery()
-    results = await asyncio.gather(*(start_member(fake, settings_for(tmp_path, n)) for n in (1, 2, 3)))
+    results = await asyncio.gather(
+        *(start_member(fake, settings_for(tmp_path, n)) for n in (1, 2, 3))
+    )
     assert sorted(r[0] for r in results) == [1, 2, 3]
     assert len({r[1] for r in results}) == 1
     assert results[0][1].count("member.") == 3
@@ -60,7 +62,9 @@ async def test_three_members_started_together_get_distinct_ids_and_one_list(tmp_
 async def test_restarted_member_reclaims_its_id(tmp_path: Path) -> None:
     """Proves a member with the same name gets the same id back after a restart."""
     fake = FakeDiscovery()
-    first = await asyncio.gather(*(start_member(fake, settings_for(tmp_path, n)) for n in (1, 2, 3)))
+    first = await asyncio.gather(
+        *(start_member(fake, settings_for(tmp_path, n)) for n in (1, 2, 3))
+    )
     again = await start_member(fake, settings_for(tmp_path, 2))
     assert again[0] == dict(zip((1, 2, 3), (r[0] for r in first), strict=True))[2]
 
@@ -147,8 +151,6 @@ async def test_shared_value_is_created_once_and_read_by_all(tmp_path: Path) -> N
             return [SharedValue("cluster_id", False, lambda: f"value-{next(counter)}")]
 
     fake = FakeDiscovery()
-    starts = [
-        Start(settings_for(tmp_path, n), fake, Shared(), Deadline(5)) for n in (1, 2, 3)
-    ]
+    starts = [Start(settings_for(tmp_path, n), fake, Shared(), Deadline(5)) for n in (1, 2, 3)]
     values = await asyncio.gather(*(s.shared_values(create=True) for s in starts))
     assert len({v["cluster_id"] for v in values}) == 1

@@ -18,8 +18,23 @@ def test_clean_addresses_pass(good: str) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "10.0.0.1\nserver.9=evil", "a=b", "h;2181", "has space", "bücher.de", "-lead",
-     "a..b", "1.2.3.4.5", "x" * 254, "10.0.0.1:2181", "host\r", None, 42, "999.1.1.1"],
+    [
+        "",
+        "10.0.0.1\nserver.9=evil",
+        "a=b",
+        "h;2181",
+        "has space",
+        "bücher.de",
+        "-lead",
+        "a..b",
+        "1.2.3.4.5",
+        "x" * 254,
+        "10.0.0.1:2181",
+        "host\r",
+        None,
+        42,
+        "999.1.1.1",
+    ],
 )
 def test_hostile_addresses_are_refused(bad: object) -> None:
     """Proves newline, '=', ';', spaces, unicode and non-strings never pass as an address."""

@@ -32,9 +32,14 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as err:
         load_settings(ZK, ["x"], env, Flags(config=str(conf), ports=["nope=1"]))
     text = str(err.value)
-    for expected in ("expect: 'many'", "bogus: unknown setting", "CLUSTER_BOOTSTRAP_TIMEOUT",
-                     "NOMAD_HOST_PORT_client: port 'client'", "unknown port label 'nope'",
-                     "address: missing"):
+    for expected in (
+        "expect: 'many'",
+        "bogus: unknown setting",
+        "CLUSTER_BOOTSTRAP_TIMEOUT",
+        "NOMAD_HOST_PORT_client: port 'client'",
+        "unknown port label 'nope'",
+        "address: missing",
+    ):
         assert expected in text
     assert len(err.value.problems) == 6
 
@@ -97,19 +102,28 @@ def test_consul_http_addr_forms(addr: str, expected: tuple[object, ...]) -> None
 
 def test_consul_ssl_switches_scheme_and_verify(tmp_path: Path) -> None:
     """Proves CONSUL_HTTP_SSL, CONSUL_HTTP_SSL_VERIFY, namespace and partition are read."""
-    c = load_consul_settings({
-        "CONSUL_HTTP_ADDR": "127.0.0.1:8501", "CONSUL_HTTP_SSL": "true",
-        "CONSUL_HTTP_SSL_VERIFY": "false", "CONSUL_NAMESPACE": "team",
-        "CONSUL_PARTITION": "p1", "CONSUL_TLS_SERVER_NAME": "server.dc1.consul",
-    })
+    c = load_consul_settings(
+        {
+            "CONSUL_HTTP_ADDR": "127.0.0.1:8501",
+            "CONSUL_HTTP_SSL": "true",
+            "CONSUL_HTTP_SSL_VERIFY": "false",
+            "CONSUL_NAMESPACE": "team",
+            "CONSUL_PARTITION": "p1",
+            "CONSUL_TLS_SERVER_NAME": "server.dc1.consul",
+        }
+    )
     assert (c.scheme, c.verify, c.namespace, c.partition) == ("https", False, "team", "p1")
     assert c.tls_server_name == "server.dc1.consul"
 
 
 def test_consul_bad_values_are_collected(tmp_path: Path) -> None:
     """Proves a bad address, missing CA file and half a client cert are all reported."""
-    env = {"CONSUL_HTTP_ADDR": "ftp://x", "CONSUL_CACERT": str(tmp_path / "missing.pem"),
-           "CONSUL_CLIENT_CERT": str(tmp_path / "c.pem"), "CONSUL_HTTP_SSL_VERIFY": "maybe"}
+    env = {
+        "CONSUL_HTTP_ADDR": "ftp://x",
+        "CONSUL_CACERT": str(tmp_path / "missing.pem"),
+        "CONSUL_CLIENT_CERT": str(tmp_path / "c.pem"),
+        "CONSUL_HTTP_SSL_VERIFY": "maybe",
+    }
     with pytest.raises(UsageError) as err:
         load_consul_settings(env)
     assert len(err.value.problems) == 5
@@ -123,8 +137,12 @@ def test_missing_token_file_is_an_error(tmp_path: Path) -> None:
 
 def test_set_options_are_yaml_values() -> None:
     """Proves --set key=value reads the value as YAML and a missing '=' is a problem."""
-    s = load_settings(ZK, ["x"], {}, Flags(values={"expect": "1", "address": "h"},
-                                           options=["a=3", "b=[1, 2]", "c=text"]))
+    s = load_settings(
+        ZK,
+        ["x"],
+        {},
+        Flags(values={"expect": "1", "address": "h"}, options=["a=3", "b=[1, 2]", "c=text"]),
+    )
     assert s.options == {"a": 3, "b": [1, 2], "c": "text"}
     with pytest.raises(UsageError, match="is not key=value"):
         load_settings(ZK, ["x"], {}, Flags(values={"expect": "1", "address": "h"}, options=["x"]))

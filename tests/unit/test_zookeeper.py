@@ -15,10 +15,18 @@ PORTS = {"client": 2181, "quorum": 2888, "election": 3888}
 MEMBERS = tuple(Member(i, f"10.0.0.{i}", PORTS, f"m{i}") for i in (1, 2, 3))
 
 
-def view_for(tmp_path: Path, member_id: int, bind: str = "0.0.0.0",
-             members: tuple[Member, ...] = MEMBERS) -> ClusterView:
-    me = Me(f"m{member_id}", f"10.0.0.{member_id}", PORTS, bind, PORTS,
-            tmp_path / f"d{member_id}", tmp_path / f"c{member_id}")
+def view_for(
+    tmp_path: Path, member_id: int, bind: str = "0.0.0.0", members: tuple[Member, ...] = MEMBERS
+) -> ClusterView:
+    me = Me(
+        f"m{member_id}",
+        f"10.0.0.{member_id}",
+        PORTS,
+        bind,
+        PORTS,
+        tmp_path / f"d{member_id}",
+        tmp_path / f"c{member_id}",
+    )
     return ClusterView(me, member_id, members, {}, {})
 
 
@@ -29,9 +37,16 @@ def server_lines(text: str) -> list[str]:
 def test_every_member_renders_the_same_server_list(tmp_path: Path) -> None:
     """Proves the server lines are byte-identical on all members and sorted by id."""
     zk = ZooKeeperService({})
-    lists = {tuple(server_lines(zk.render(view_for(tmp_path, i)).files[0].content)) for i in (1, 2, 3)}
-    assert lists == {("server.1=10.0.0.1:2888:3888;2181", "server.2=10.0.0.2:2888:3888;2181",
-                      "server.3=10.0.0.3:2888:3888;2181")}
+    lists = {
+        tuple(server_lines(zk.render(view_for(tmp_path, i)).files[0].content)) for i in (1, 2, 3)
+    }
+    assert lists == {
+        (
+            "server.1=10.0.0.1:2888:3888;2181",
+            "server.2=10.0.0.2:2888:3888;2181",
+            "server.3=10.0.0.3:2888:3888;2181",
+        )
+    }
 
 
 def test_cluster_lines_and_myid(tmp_path: Path) -> None:
@@ -55,8 +70,15 @@ def test_specific_bind_address_puts_client_address_in_lines(tmp_path: Path) -> N
 def test_extras_cannot_override_cluster_lines() -> None:
     """Proves user extras that would change the ensemble are refused, all at once."""
     with pytest.raises(UsageError) as err:
-        ZooKeeperService({"extra": {"server.9": "x:1:2", "standaloneEnabled": "true",
-                                    "autopurge.purgeInterval": "1\nserver.8=evil"}})
+        ZooKeeperService(
+            {
+                "extra": {
+                    "server.9": "x:1:2",
+                    "standaloneEnabled": "true",
+                    "autopurge.purgeInterval": "1\nserver.8=evil",
+                }
+            }
+        )
     assert len(err.value.problems) == 3
     zk = ZooKeeperService({"extra": {"autopurge.purgeInterval": 24}})
     assert "autopurge.purgeInterval=24" in zk.render(view_for(Path("/tmp"), 1)).files[0].content
