@@ -40,8 +40,10 @@ class TemplateService(ServicePort):
     key = "template"
     port_labels: ClassVar[Mapping[str, int]] = {"service": 8000}
 
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        super().__init__(options)
+    def __init__(
+        self, options: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(options, environ)
         problems: list[str] = []
         self.files = _file_specs(options.get("files", []), problems)
         env = options.get("env", {})

@@ -67,8 +67,10 @@ class ZooKeeperService(ServicePort):
     default_data_dir = "/data"  # the official image's layout
     default_conf_dir = "/conf"
 
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        super().__init__(options)
+    def __init__(
+        self, options: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(options, environ)
         problems = [
             f"options: unknown ZooKeeper option {key!r} (known: {', '.join(DEFAULTS)})"
             for key in options

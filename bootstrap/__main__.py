@@ -63,7 +63,7 @@ def _settings(request: cli.Request, env: Mapping[str, str]) -> Settings:
 
 async def _start(request: cli.Request, settings: Settings) -> Plan:
     deadline = Deadline(settings.timeout_s)
-    service = service_class(settings.service)(settings.options)
+    service = service_class(settings.service)(settings.options, os.environ)
     async with ConsulDiscovery(settings.consul, deadline) as discovery, service:
         start = Start(settings, discovery, service, deadline)
         if request.action == "doctor":
@@ -79,7 +79,7 @@ async def _start(request: cli.Request, settings: Settings) -> Plan:
 
 
 async def _health(settings: Settings) -> int:
-    async with service_class(settings.service)(settings.options) as service:
+    async with service_class(settings.service)(settings.options, os.environ) as service:
         report = await service.health(who_am_i(settings))
     print(report.detail)
     return report.code

@@ -83,9 +83,23 @@ class Start:
             prefix=settings.cluster_prefix,
             consul_service=settings.consul_service,
             port_labels=type(service).port_labels,
-            id_range=type(service).id_range,
+            id_range=service.id_range,
             tags=settings.tags,
         )
+        self.groups = {
+            group.name: (
+                group,
+                Membership(
+                    discovery,
+                    prefix=f"{settings.kv_prefix}/{group.cluster or settings.cluster}",
+                    consul_service=group.consul_service,
+                    port_labels=group.port_labels,
+                    id_range=service.id_range,
+                    tags=settings.tags,
+                ),
+            )
+            for group in service.related_groups()
+        }
 
     async def plan(self) -> Plan:
         """Claim an id, register, wait for the peers, agree on shared values, render."""
@@ -94,8 +108,12 @@ class Start:
         if self.settings.register:
             await self.discovery.register(self.registration(member_id))
         members = await self.membership.wait_for(member_id, self.settings.expect, self.deadline)
+        groups = {
+            name: await membership.wait_for(None, group.expect, self.deadline)
+            for name, (group, membership) in self.groups.items()
+        }
         shared = await self.shared_values(create=True)
-        return self._render(member_id, members, shared)
+        return self._render(member_id, members, shared, groups)
 
     async def preview(self) -> Plan:
         """What ``plan`` would decide now, changing nothing in Consul and not waiting."""
@@ -105,8 +123,12 @@ class Start:
         if member_id not in {m.member_id for m in members}:
             members.append(Member(member_id, self.me.address, self.me.ports, self.me.owner))
             members.sort(key=lambda m: m.member_id)
+        groups = {
+            name: tuple((await membership.snapshot())[0])
+            for name, (_, membership) in self.groups.items()
+        }
         shared = await self.shared_values(create=False)
-        return self._render(member_id, tuple(members), shared)
+        return self._render(member_id, tuple(members), shared, groups)
 
     def registration(self, member_id: int) -> Registration:
         primary = type(self.service).primary_port()
@@ -148,8 +170,14 @@ class Start:
             values[spec.name] = value
         return values
 
-    def _render(self, member_id: int, members: tuple[Member, ...], shared: dict[str, str]) -> Plan:
-        view = ClusterView(self.me, member_id, members, shared, self.settings.options)
+    def _render(
+        self,
+        member_id: int,
+        members: tuple[Member, ...],
+        shared: dict[str, str],
+        groups: dict[str, tuple[Member, ...]],
+    ) -> Plan:
+        view = ClusterView(self.me, member_id, members, shared, self.settings.options, groups)
         rendering = self.service.render(view)
         for name in rendering.secret_env:
             redact(rendering.env.get(name))

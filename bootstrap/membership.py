@@ -24,6 +24,7 @@ from bootstrap.ports import DiscoveryPort, KVEntry
 
 PROGRESS_EVERY_S = 5.0
 MIN_ROUND_S = 0.05  # rate limit of the wait loop, even if the agent answers at once
+MAX_ID = 2**31 - 1  # a claim key above this is not a member id of any service
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,13 @@ class Membership:
     def parse_claims(self, entries: Mapping[str, KVEntry]) -> Claims:
         by_id: dict[int, tuple[Claim, int]] = {}
         unusable: set[int] = set()
-        low, high = self.id_range
         for key, entry in entries.items():
             suffix = key.removeprefix(self.ids_prefix)
-            if not (suffix.isascii() and suffix.isdigit()) or not low <= int(suffix) <= high:
-                log.warning("ignoring KV key %r: not a member id in %d..%d", key, low, high)
+            if not (suffix.isascii() and suffix.isdigit() and len(suffix) <= 10):
+                log.warning("ignoring KV key %r: not a member id", key)
+                continue
+            if int(suffix) > MAX_ID:
+                log.warning("ignoring KV key %r: not a member id", key)
                 continue
             member_id = int(suffix)
             try:
@@ -100,7 +103,7 @@ class Membership:
         A lost create race moves on to the next id; an unreachable agent raises.
         """
         _, claims = await self.read_claims()
-        record = Claim(0, me.owner, me.address, dict(me.ports))
+        record = Claim(0, me.owner, me.address, dict(me.ports), self.consul_service)
         if disk_id is not None:
             return await self._keep_disk_id(disk_id, disk_origin, claims, record)
         mine = claims.owned_by(me.owner)
@@ -185,6 +188,8 @@ class Membership:
         """Members (claims with a live registration), and registrations still without a claim."""
         by_endpoint: dict[tuple[str, int], tuple[Claim, int]] = {}
         for claim, modify_index in claims.by_id.values():
+            if claim.group != self.consul_service:
+                continue
             endpoint = (claim.address, claim.ports[self.primary])
             # Two claims on one endpoint: the newest write is the live member.
             if endpoint not in by_endpoint or modify_index > by_endpoint[endpoint][1]:
@@ -212,8 +217,12 @@ class Membership:
         _, claims = await self.read_claims()
         return self.match(instances, claims)
 
-    async def wait_for(self, me_id: int, expect: int, deadline: Deadline) -> tuple[Member, ...]:
-        """Block until ``expect`` members (this one among them) are there, or the deadline.
+    async def wait_for(
+        self, me_id: int | None, expect: int, deadline: Deadline
+    ) -> tuple[Member, ...]:
+        """Block until ``expect`` members (this one among them, if given) are there.
+
+        Raises ``PeersMissing`` at the deadline.
 
         Blocking queries on the catalog and on the claims run side by side; whichever
         changes first wakes the loop. Progress is logged at start and every few seconds.
@@ -226,10 +235,10 @@ class Membership:
             round_started = time.monotonic()
             members, waiting = self.match(instances, claims)
             here = [m.member_id for m in members]
-            if len(members) >= expect and me_id in here:
+            if len(members) >= expect and (me_id is None or me_id in here):
                 log.info("%d of %d members are here: %s", len(members), expect, _names(members))
                 return tuple(members)
-            line = _progress(members, waiting, me_id, expect)
+            line = f"{self.consul_service}: {_progress(members, waiting, me_id, expect)}"
             if line != last_line or time.monotonic() - last_progress >= PROGRESS_EVERY_S:
                 log.info("%s; %.0fs left", line, deadline.remaining())
                 last_progress, last_line = time.monotonic(), line
@@ -268,17 +277,19 @@ def next_index(previous: int, returned: int) -> int:
 
 
 def _with_id(record: Claim, member_id: int) -> str:
-    return Claim(member_id, record.owner, record.address, record.ports).to_json()
+    return Claim(member_id, record.owner, record.address, record.ports, record.group).to_json()
 
 
 def _names(members: Sequence[Member]) -> str:
     return ", ".join(f"{m.member_id}={m.address}" for m in members) or "none"
 
 
-def _progress(members: Sequence[Member], waiting: Sequence[str], me_id: int, expect: int) -> str:
+def _progress(
+    members: Sequence[Member], waiting: Sequence[str], me_id: int | None, expect: int
+) -> str:
     missing = max(0, expect - len(members))
     parts = [f"{len(members)} of {expect} members here ({_names(members)})"]
-    if me_id not in {m.member_id for m in members}:
+    if me_id is not None and me_id not in {m.member_id for m in members}:
         parts.append(f"this member (id {me_id}) is not registered yet")
     if waiting:
         parts.append(f"registered without a claimed id yet: {', '.join(waiting)}")

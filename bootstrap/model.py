@@ -110,12 +110,14 @@ class Claim:
     owner: str
     address: str
     ports: Mapping[str, int]
+    group: str = ""  # the Consul service the member registers as (one cluster, several groups)
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "owner": self.owner,
                 "address": self.address,
+                "group": self.group,
                 "ports": dict(sorted(self.ports.items())),
             },
             sort_keys=True,
@@ -137,10 +139,13 @@ class Claim:
             label: valid_port(raw_ports.get(label, default), f"{origin} port {label!r}")
             for label, default in labels.items()
         }
-        owner = data["owner"]
-        if not owner or len(owner) > 512 or not owner.isprintable():
-            raise UntrustedValue(f"{origin}: claim owner {owner!r} is not a printable name")
-        return cls(member_id, owner, valid_address(data.get("address"), origin), ports)
+        owner, group = data["owner"], data.get("group", "")
+        for name, text in (("owner", owner), ("group", group)):
+            if not isinstance(text, str) or len(text) > 512 or not text.isprintable():
+                raise UntrustedValue(f"{origin}: claim {name} {text!r} is not a printable name")
+        if not owner:
+            raise UntrustedValue(f"{origin}: claim record has no owner")
+        return cls(member_id, owner, valid_address(data.get("address"), origin), ports, group)
 
     def member(self) -> Member:
         return Member(self.member_id, self.address, self.ports, self.owner)
@@ -169,6 +174,7 @@ class ClusterView:
     members: tuple[Member, ...]
     shared: Mapping[str, str]
     options: Mapping[str, Any]
+    groups: Mapping[str, tuple[Member, ...]] = field(default_factory=dict)  # related groups
 
     def __post_init__(self) -> None:
         ids = [m.member_id for m in self.members]

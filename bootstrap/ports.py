@@ -50,6 +50,23 @@ class Registration:
 
 
 @dataclass(frozen=True)
+class Group:
+    """Another group of members this service's config names (Kafka controllers for brokers,
+    the ZooKeeper ensemble for ZooKeeper-mode brokers). The core waits for ``expect`` of them
+    and hands them to ``render`` in ``view.groups[name]``.
+
+    ``cluster`` is the KV namespace the group claims its ids in (``None``: this member's own
+    cluster, so ids stay unique across both groups); ``consul_service`` is what it registers as.
+    """
+
+    name: str
+    consul_service: str
+    port_labels: Mapping[str, int]
+    expect: int
+    cluster: str | None = None
+
+
+@dataclass(frozen=True)
 class HealthReport:
     """A member's health as a script check reports it: 0 passing, 1 warning, 2 critical."""
 
@@ -135,11 +152,14 @@ class ServicePort(AsyncResource, abc.ABC):
     """
 
     key: ClassVar[str]
-    id_range: ClassVar[tuple[int, int]] = (1, 255)
     port_labels: ClassVar[Mapping[str, int]]  # label -> default port; the first is primary
+    id_range: tuple[int, int] = (1, 255)  # ids this member may claim; an instance may narrow it
 
-    def __init__(self, options: Mapping[str, Any]) -> None:
+    def __init__(
+        self, options: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    ) -> None:
         self.options = dict(options)
+        self.environ = dict(environ or {})
 
     @classmethod
     def primary_port(cls) -> str:
@@ -148,6 +168,10 @@ class ServicePort(AsyncResource, abc.ABC):
     def member_id_on_disk(self, me: Me) -> int | None:
         """The id a previous start left on disk (myid, meta.properties), or ``None``."""
         return None
+
+    def related_groups(self) -> Sequence[Group]:
+        """Other groups whose members this member's config must name (none by default)."""
+        return ()
 
     def shared_values(self) -> Sequence[SharedValue]:
         """Values created once for the whole cluster (cluster id, cookie)."""

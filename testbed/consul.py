@@ -71,6 +71,8 @@ class ConsulAgent:
             "-1",
             "-grpc-port",
             "-1",
+            "-grpc-tls-port",
+            "-1",
             "-serf-lan-port",
             str(self.ports["serf_lan"]),
             "-serf-wan-port",
@@ -107,7 +109,7 @@ class ConsulAgent:
         self.process = Process(self.argv(), self.workdir / f"consul-{self.starts}.log")
         try:
             wait_until(self.ready, timeout_s, f"consul agent {self.http_addr}", every_s=0.05)
-        except TimeoutError as exc:
+        except (TimeoutError, RuntimeError) as exc:
             tail = self.process.log_tail()
             self.stop()
             raise RuntimeError(f"{exc}\n{tail}") from exc
@@ -142,7 +144,7 @@ class ConsulAgent:
         if token:
             req.add_header("X-Consul-Token", token)
         try:
-            with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 - loopback
+            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
                 raw = resp.read()
                 status = resp.status
         except urllib.error.HTTPError as exc:
@@ -184,6 +186,17 @@ class ConsulAgent:
     def kv_keys(self, prefix: str) -> list[str]:
         status, answer = self.request("GET", f"/v1/kv/{prefix}?keys")
         return list(answer) if status == 200 and isinstance(answer, list) else []
+
+    def create_token(self, rules: str) -> str:
+        """A new ACL token holding only ``rules`` (HCL); returns its secret."""
+        name = f"policy-{len(rules)}-{abs(hash(rules))}"
+        status, policy = self.request("PUT", "/v1/acl/policy", {"Name": name, "Rules": rules})
+        if status != 200 or not isinstance(policy, dict):
+            raise RuntimeError(f"acl policy: {status} {policy}")
+        status, token = self.request("PUT", "/v1/acl/token", {"Policies": [{"ID": policy["ID"]}]})
+        if status != 200 or not isinstance(token, dict):
+            raise RuntimeError(f"acl token: {status} {token}")
+        return str(token["SecretID"])
 
     def env(self) -> dict[str, str]:
         """Environment that points Consul's clients (and ours) at this agent."""
