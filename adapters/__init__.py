@@ -6,12 +6,14 @@
 
 from __future__ import annotations
 
+from adapters.emqx import EmqxService
 from adapters.template import TemplateService
 from adapters.zookeeper import ZooKeeperService
 from bootstrap.errors import UsageError
 from bootstrap.ports import ServicePort
 
 SERVICES: dict[str, type[ServicePort]] = {
+    EmqxService.key: EmqxService,
     TemplateService.key: TemplateService,
     ZooKeeperService.key: ZooKeeperService,
 }

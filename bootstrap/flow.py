@@ -196,9 +196,13 @@ def _valid_shared(value: str, key: str) -> str:
     return value
 
 
+# The agent's credentials are not the server's: they do not cross the exec.
+AGENT_ONLY_ENV = ("CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE", "CONSUL_HTTP_AUTH")
+
+
 def exec_command(program: str, command: Sequence[str], rendering: Rendering) -> None:
     """Replace this process with the service (it becomes PID 1 in a container)."""
-    env = {**os.environ, **rendering.env}
+    env = {k: v for k, v in os.environ.items() if k not in AGENT_ONLY_ENV} | dict(rendering.env)
     log.info("exec %s", " ".join(command))
     try:
         os.execve(program, list(command), env)

@@ -229,3 +229,17 @@ def test_doctor_masks_the_token(consul_acl: ConsulAgent, cluster: str, tmp_path:
     assert "consul.reachable: yes" in result.stdout
     assert "consul.token: *** (" in result.stdout and "CONSUL_HTTP_TOKEN" in result.stdout
     assert consul_acl.acl_token not in result.stdout + result.stderr
+
+
+def test_consul_token_does_not_reach_the_server(
+    consul_acl: ConsulAgent, cluster: str, tmp_path: Path
+) -> None:
+    """Proves the exec'd server gets the rendered env but not the agent's Consul token."""
+    args = member_args(tmp_path, cluster, 1, expect=1)
+    seen = tmp_path / "server-env"
+    args[args.index("--") + 1 :] = ["sh", "-c", f"env > {seen}"]
+    result = run_agent(args, consul_acl.env())
+    assert result.code == 0, result.stderr
+    env = seen.read_text()
+    assert "MY_ID=1" in env
+    assert "CONSUL_HTTP_TOKEN" not in env and consul_acl.acl_token not in env
