@@ -1,0 +1,39 @@
+# Everything a newcomer needs: `make demo` (a real local ensemble) and `make test`.
+# Programs the bed needs are built or fetched once and cached in ~/.cache/cluster-bootstrap.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export CB_CACHE ?= $(HOME)/.cache/cluster-bootstrap
+
+.PHONY: setup peers demo test test-fast lint bench clean
+
+setup: $(VENV)/.installed peers
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+peers:
+	.ci/install-consul >/dev/null
+	.ci/install-jvm-peers >/dev/null
+
+demo: setup  ## a dev Consul agent and 3 ZooKeeper members on 127.0.0.11-13, formed by the agent
+	$(PY) -m testbed.demo
+
+test: setup  ## every test, against real Consul, ZooKeeper and Kafka
+	$(PY) -m pytest
+
+test-fast: setup  ## unit tests only (fakes, no servers)
+	$(PY) -m pytest tests/unit
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: setup  ## benchmark figures (see bench/README.md)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,152 @@
+"""ZooKeeper ensembles on loopback (127.0.0.11, .12, ...), formed through cluster-bootstrap.
+
+Each member runs ``cluster-bootstrap zookeeper ... -- java ... QuorumPeerMain zoo.cfg``: the
+agent finds its peers through Consul, writes zoo.cfg and myid, then execs the server, so the
+process the bed started *is* the ZooKeeper server afterwards (the agent is gone).
+``static_config`` writes the same files by hand, for the baseline in the benchmarks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from testbed.consul import ConsulAgent
+from testbed.jvm import FAST_START_JVM, zk_mode, zookeeper_command
+from testbed.procs import Process
+
+AGENT = str(Path(sys.executable).parent / "cluster-bootstrap")
+PORTS = {"client": 2181, "quorum": 2888, "election": 3888}
+
+
+def host(n: int) -> str:
+    return f"127.0.0.{10 + n}"
+
+
+class ZkEnsemble:
+    """Members 1..size of one ensemble; ``start``/``stop`` members, read their modes."""
+
+    def __init__(
+        self,
+        consul: ConsulAgent,
+        workdir: Path,
+        size: int,
+        cluster: str,
+        extra_args: Iterable[str] = (),
+    ) -> None:
+        self.consul = consul
+        self.workdir = workdir
+        self.size = size
+        self.cluster = cluster
+        self.extra_args = list(extra_args)
+        self.procs: dict[int, Process] = {}
+
+    def member_dir(self, n: int) -> Path:
+        return self.workdir / f"zk{n}"
+
+    def server_command(self, n: int) -> list[str]:
+        d = self.member_dir(n)
+        return zookeeper_command(d / "conf" / "zoo.cfg", d / "log", extra_jvm=FAST_START_JVM)
+
+    def agent_argv(self, n: int) -> list[str]:
+        d = self.member_dir(n)
+        return [
+            AGENT,
+            "zookeeper",
+            "--cluster",
+            self.cluster,
+            "--expect",
+            str(self.size),
+            "--address",
+            host(n),
+            "--bind-address",
+            host(n),
+            "--register",
+            "--member-name",
+            f"{self.cluster}-zk{n}",
+            "--timeout",
+            "120",
+            "--data-dir",
+            str(d / "data"),
+            "--conf-dir",
+            str(d / "conf"),
+            *self.extra_args,
+            "--",
+            *self.server_command(n),
+        ]
+
+    def start(self, n: int) -> Process:
+        env = {**os.environ, **self.consul.env()}
+        self.procs[n] = Process(self.agent_argv(n), self.member_dir(n) / "member.log", env=env)
+        return self.procs[n]
+
+    def start_all(self) -> None:
+        for n in range(1, self.size + 1):
+            self.start(n)
+
+    def modes(self) -> dict[int, str | None]:
+        return {n: zk_mode(host(n), PORTS["client"]) for n in sorted(self.procs)}
+
+    def wait_quorum(self, timeout_s: float = 120.0) -> dict[int, str | None]:
+        """Block until one leader and followers for every started member, or raise."""
+        end = time.monotonic() + timeout_s
+        modes: dict[int, str | None] = {}
+        while time.monotonic() < end:
+            modes = self.modes()
+            values = list(modes.values())
+            if values.count("leader") == 1 and values.count("follower") == len(values) - 1:
+                return modes
+            for n, proc in self.procs.items():
+                if not proc.alive():
+                    raise RuntimeError(
+                        f"member {n} exited {proc.popen.returncode}:\n{proc.log_tail()}"
+                    )
+            time.sleep(0.1)
+        raise TimeoutError(f"no quorum after {timeout_s:.0f}s: {modes}")
+
+    def stop(self, n: int) -> None:
+        self.procs.pop(n).stop()
+
+    def stop_all(self) -> None:
+        for n in list(self.procs):
+            self.stop(n)
+
+    def __enter__(self) -> ZkEnsemble:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
+
+def static_config(workdir: Path, size: int) -> list[list[str]]:
+    """Hand-written zoo.cfg and myid for ``size`` members; returns their server commands."""
+    servers = [f"server.{n}={host(n)}:2888:3888;{host(n)}:2181" for n in range(1, size + 1)]
+    commands = []
+    for n in range(1, size + 1):
+        d = workdir / f"zk{n}"
+        (d / "data").mkdir(parents=True, exist_ok=True)
+        (d / "conf").mkdir(parents=True, exist_ok=True)
+        (d / "data" / "myid").write_text(f"{n}\n")
+        (d / "conf" / "zoo.cfg").write_text(
+            "\n".join(
+                [
+                    "tickTime=2000",
+                    "initLimit=10",
+                    "syncLimit=5",
+                    f"dataDir={d / 'data'}",
+                    "standaloneEnabled=false",
+                    "quorumListenOnAllIPs=false",
+                    "4lw.commands.whitelist=srvr,mntr,ruok,conf",
+                    "admin.enableServer=false",
+                    *servers,
+                ]
+            )
+            + "\n"
+        )
+        commands.append(
+            zookeeper_command(d / "conf" / "zoo.cfg", d / "log", extra_jvm=FAST_START_JVM)
+        )
+    return commands

@@ -1,0 +1,54 @@
+"""The design rules that keep the code easy to see, checked on the source itself."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from adapters import SERVICES, service_class
+from bootstrap.errors import EXIT_CODES, UsageError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize(
+    "module", sorted(p.name for p in (ROOT / "bootstrap").glob("*.py") if p.name != "__main__.py")
+)
+def test_core_never_imports_adapters(module: str) -> None:
+    """Proves only the composition root (bootstrap/__main__.py) knows the adapters."""
+    imports = imported_modules(ROOT / "bootstrap" / module)
+    assert not {name for name in imports if name.split(".")[0] in ("adapters", "consul")}
+
+
+def test_every_service_module_is_registered_once() -> None:
+    """Proves each adapters/<service>.py is in the one SERVICES dict under its own key."""
+    modules = {p.stem for p in (ROOT / "adapters").glob("*.py")} - {"__init__", "consul"}
+    assert set(SERVICES) == modules
+    assert all(cls.key == key for key, cls in SERVICES.items())
+
+
+def test_unknown_service_lists_the_known_ones() -> None:
+    """Proves a wrong service key names every known key."""
+    with pytest.raises(UsageError, match="known: " + ", ".join(sorted(SERVICES))):
+        service_class("zookeper")
+
+
+def test_readme_exit_code_table_matches_the_code() -> None:
+    """Proves the README documents exactly the exit codes errors.py defines."""
+    readme = (ROOT / "README.md").read_text()
+    rows = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", readme, re.MULTILINE))
+    assert {int(code): text for code, text in rows.items()} == EXIT_CODES
