@@ -22,8 +22,9 @@ AGENT = str(Path(sys.executable).parent / "cluster-bootstrap")
 PORTS = {"client": 2181, "quorum": 2888, "election": 3888}
 
 
-def host(n: int) -> str:
-    return f"127.0.0.{10 + n}"
+def host(n: int, first_host: int = 11) -> str:
+    """Member n's loopback address: 127.0.0.11 for member 1 by default."""
+    return f"127.0.0.{first_host - 1 + n}"
 
 
 class ZkEnsemble:
@@ -36,13 +37,18 @@ class ZkEnsemble:
         size: int,
         cluster: str,
         extra_args: Iterable[str] = (),
+        first_host: int = 11,
     ) -> None:
+        self.first_host = first_host
         self.consul = consul
         self.workdir = workdir
         self.size = size
         self.cluster = cluster
         self.extra_args = list(extra_args)
         self.procs: dict[int, Process] = {}
+
+    def host(self, n: int) -> str:
+        return host(n, self.first_host)
 
     def member_dir(self, n: int) -> Path:
         return self.workdir / f"zk{n}"
@@ -61,9 +67,9 @@ class ZkEnsemble:
             "--expect",
             str(self.size),
             "--address",
-            host(n),
+            self.host(n),
             "--bind-address",
-            host(n),
+            self.host(n),
             "--register",
             "--member-name",
             f"{self.cluster}-zk{n}",
@@ -88,7 +94,7 @@ class ZkEnsemble:
             self.start(n)
 
     def modes(self) -> dict[int, str | None]:
-        return {n: zk_mode(host(n), PORTS["client"]) for n in sorted(self.procs)}
+        return {n: zk_mode(self.host(n), PORTS["client"]) for n in sorted(self.procs)}
 
     def wait_quorum(self, timeout_s: float = 120.0) -> dict[int, str | None]:
         """Block until one leader and followers for every started member, or raise."""
@@ -121,9 +127,12 @@ class ZkEnsemble:
         self.stop_all()
 
 
-def static_config(workdir: Path, size: int) -> list[list[str]]:
+def static_config(workdir: Path, size: int, first_host: int = 11) -> list[list[str]]:
     """Hand-written zoo.cfg and myid for ``size`` members; returns their server commands."""
-    servers = [f"server.{n}={host(n)}:2888:3888;{host(n)}:2181" for n in range(1, size + 1)]
+    servers = [
+        f"server.{n}={host(n, first_host)}:2888:3888;{host(n, first_host)}:2181"
+        for n in range(1, size + 1)
+    ]
     commands = []
     for n in range(1, size + 1):
         d = workdir / f"zk{n}"
