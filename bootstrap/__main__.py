@@ -19,7 +19,13 @@ from bootstrap.deadline import Deadline
 from bootstrap.errors import BootstrapError
 from bootstrap.flow import Plan, Start, exec_command, resolve_command, who_am_i
 from bootstrap.log import log, setup
-from bootstrap.settings import ServiceDefaults, Settings, load_consul_settings, load_settings
+from bootstrap.settings import (
+    ServiceDefaults,
+    Settings,
+    load_consul_settings,
+    load_filters,
+    load_settings,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,7 +93,7 @@ async def _health(settings: Settings) -> int:
 
 async def _discover(request: cli.Request, env: Mapping[str, str]) -> int:
     consul = load_consul_settings(env, request.flags)
-    tags = set(request.flags.values.get("tags", "").split(",")) - {""}
+    tags, meta = load_filters(request.flags)
     async with ConsulDiscovery(consul, Deadline(30.0)) as discovery:
         _, instances = await discovery.instances(request.target)
     members = [
@@ -100,7 +106,7 @@ async def _discover(request: cli.Request, env: Mapping[str, str]) -> int:
             "meta": dict(i.meta),
         }
         for i in instances
-        if tags <= set(i.tags)
+        if i.matches(tags, meta)
     ]
     print(json.dumps(members, indent=2, sort_keys=True))
     return 0

@@ -72,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
         help="register this member in Consul (when Nomad does not)",
     )
     own.add_argument("--tag", action="append", default=[], help="only members with this tag")
+    own.add_argument(
+        "--meta",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only members whose service meta has KEY=VALUE",
+    )
     own.add_argument("--kv-prefix", help="KV prefix (default cluster-bootstrap)")
     own.add_argument(
         "--set",
@@ -101,9 +108,11 @@ def parse(argv: Sequence[str]) -> Request:
         _parser().print_help()
         raise SystemExit(0)
     ns = _parser().parse_args(args)
-    values = {key: getattr(ns, key) for key in OWN_KEYS if key != "tags"}
+    values = {key: getattr(ns, key) for key in OWN_KEYS if key not in ("tags", "meta")}
     if ns.tag:
         values["tags"] = ",".join(ns.tag)
+    if ns.meta:
+        values["meta"] = ",".join(ns.meta)
     flags = Flags(
         config=ns.config,
         values=values,

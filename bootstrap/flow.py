@@ -85,6 +85,7 @@ class Start:
             port_labels=type(service).port_labels,
             id_range=service.id_range,
             tags=settings.tags,
+            meta=settings.meta,
         )
         self.groups = {
             group.name: (
@@ -96,6 +97,7 @@ class Start:
                     port_labels=group.port_labels,
                     id_range=service.id_range,
                     tags=settings.tags,
+                    meta=settings.meta,
                 ),
             )
             for group in service.related_groups()
@@ -139,6 +141,7 @@ class Start:
             port=self.me.ports[primary],
             tags=self.settings.tags,
             meta={
+                **self.settings.meta,
                 "cluster-bootstrap-id": str(member_id),
                 "cluster-bootstrap-cluster": self.settings.cluster,
             },

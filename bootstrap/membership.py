@@ -56,9 +56,11 @@ class Membership:
         port_labels: Mapping[str, int],
         id_range: tuple[int, int],
         tags: Sequence[str] = (),
+        meta: Mapping[str, str] | None = None,
     ) -> None:
         self.discovery = discovery
         self.tags = frozenset(tags)
+        self.meta = dict(meta or {})
         self.ids_prefix = f"{prefix}/ids/"
         self.consul_service = consul_service
         self.port_labels = port_labels
@@ -197,7 +199,7 @@ class Membership:
         members: dict[int, Member] = {}
         waiting = []
         for instance in instances:
-            if not self.tags <= set(instance.tags):
+            if not instance.matches(self.tags, self.meta):
                 continue
             origin = f"Consul registration {instance.describe()!r}"
             endpoint = (

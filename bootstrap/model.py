@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,10 @@ class Instance:
 
     def describe(self) -> str:
         return f"{self.service_id} on {self.node} ({self.address}:{self.port})"
+
+    def matches(self, tags: Collection[str], meta: Mapping[str, str]) -> bool:
+        """True if the instance carries every tag and every meta key=value asked for."""
+        return set(tags) <= set(self.tags) and all(self.meta.get(k) == v for k, v in meta.items())
 
 
 @dataclass(frozen=True)

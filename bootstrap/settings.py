@@ -46,6 +46,7 @@ OWN_KEYS = (
     "member_name",
     "register",
     "tags",
+    "meta",
     "kv_prefix",
 )
 
@@ -131,6 +132,7 @@ class Settings:
     alloc_index: int | None
     register: bool
     tags: tuple[str, ...]
+    meta: Mapping[str, str]
     kv_prefix: str
     options: Mapping[str, Any]
     consul: ConsulSettings
@@ -272,6 +274,7 @@ def load_settings(
         "alloc_index": alloc_index,
         "register": problems.convert(own.get("register"), _bool, False),
         "tags": problems.convert(own.get("tags"), _tags, ()),
+        "meta": problems.convert(own.get("meta"), _meta, {}),
         "kv_prefix": problems.convert(own.get("kv_prefix"), _kv_prefix, "cluster-bootstrap"),
         "options": options,
         "consul": consul,
@@ -533,6 +536,32 @@ def _tags(value: Any) -> tuple[str, ...]:
         if not tag.isprintable():
             raise ValueError(f"tag {tag!r} is not printable")
     return tags
+
+
+def _meta(value: Any) -> dict[str, str]:
+    if isinstance(value, dict):
+        pairs = [(str(k), str(v)) for k, v in value.items()]
+    else:
+        pairs = [item.partition("=")[::2] for item in _text(value).split(",") if item.strip()]
+    for key, val in pairs:
+        if not key.strip() or not (key + val).isprintable():
+            raise ValueError(f"{key}={val!r} is not a printable key=value")
+    return {key.strip(): val.strip() for key, val in pairs}
+
+
+def load_filters(flags: Flags) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Only the tag and meta filters (for ``discover``); raises ``UsageError``."""
+    problems = _Problems()
+    tags = problems.convert(_raw_flag(flags, "tags"), _tags, ())
+    meta = problems.convert(_raw_flag(flags, "meta"), _meta, {})
+    if problems.items:
+        raise UsageError(problems.items)
+    return tags, meta
+
+
+def _raw_flag(flags: Flags, key: str) -> _Raw | None:
+    value = flags.values.get(key)
+    return None if value is None else _Raw(value, f"--{key.rstrip('s')}")
 
 
 def _yaml_scalar(value: str) -> Any:

@@ -212,12 +212,19 @@ def test_render_dry_run_changes_nothing(consul: ConsulAgent, cluster: str, tmp_p
 
 def test_discover_prints_members_as_json(consul: ConsulAgent, cluster: str) -> None:
     """Proves discover lists a service's registrations as JSON (what JSON.sh was used for)."""
-    consul.register(cluster, f"{cluster}-a", "127.0.0.21", 9092, Tags=["kafka"])
-    consul.register(cluster, f"{cluster}-b", "127.0.0.22", 9092)
+    consul.register(cluster, f"{cluster}-a", "127.0.0.21", 9092, Tags=["kafka"], Meta={"az": "a"})
+    consul.register(cluster, f"{cluster}-b", "127.0.0.22", 9092, Tags=["kafka"])
+    consul.register(cluster, f"{cluster}-c", "127.0.0.23", 9092)
     result = run_agent(["discover", cluster, "--tag", "kafka"], consul.env())
     assert result.code == 0, result.stderr
     members = json.loads(result.stdout)
-    assert [(m["address"], m["port"]) for m in members] == [("127.0.0.21", 9092)]
+    assert [(m["address"], m["port"]) for m in members] == [
+        ("127.0.0.21", 9092),
+        ("127.0.0.22", 9092),
+    ]
+    assert members[0]["meta"] == {"az": "a"}
+    result = run_agent(["discover", cluster, "--meta", "az=a"], consul.env())
+    assert [m["address"] for m in json.loads(result.stdout)] == ["127.0.0.21"]
 
 
 def test_doctor_masks_the_token(consul_acl: ConsulAgent, cluster: str, tmp_path: Path) -> None:

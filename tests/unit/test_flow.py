@@ -33,6 +33,7 @@ def settings_for(tmp_path: Path, n: int, *, expect: int = 3, **over: object) -> 
         "alloc_index": None,
         "register": True,
         "tags": (),
+        "meta": {},
         "kv_prefix": "cluster-bootstrap",
         "options": {},
         "consul": ConsulSettings(),
@@ -154,3 +155,18 @@ async def test_shared_value_is_created_once_and_read_by_all(tmp_path: Path) -> N
     starts = [Start(settings_for(tmp_path, n), fake, Shared(), Deadline(5)) for n in (1, 2, 3)]
     values = await asyncio.gather(*(s.shared_values(create=True) for s in starts))
     assert len({v["cluster_id"] for v in values}) == 1
+
+
+async def test_tag_and_meta_filters_pick_the_members(tmp_path: Path) -> None:
+    """Proves registrations without the asked tags/meta are not members (nor waited for)."""
+    fake = FakeDiscovery()
+    fake.add_instance("c1", Instance("other", "n", "127.0.0.99", 2181, ("blue",), {"az": "b"}))
+    filters = {"tags": ("blue",), "meta": {"az": "a"}}
+    results = await asyncio.gather(
+        *(start_member(fake, settings_for(tmp_path, n, expect=2, **filters)) for n in (1, 2))
+    )
+    texts = {text for _, text in results}
+    assert len(texts) == 1
+    text = texts.pop()
+    assert text.count("member.") == 2 and "127.0.0.99" not in text
+    assert all(i.meta.get("az") == "a" for sid, i in fake.services.items() if sid != "other")

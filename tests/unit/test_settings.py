@@ -146,3 +146,18 @@ def test_set_options_are_yaml_values() -> None:
     assert s.options == {"a": 3, "b": [1, 2], "c": "text"}
     with pytest.raises(UsageError, match="is not key=value"):
         load_settings(ZK, ["x"], {}, Flags(values={"expect": "1", "address": "h"}, options=["x"]))
+
+
+def test_meta_filter_from_flags_file_and_env(tmp_path: Path) -> None:
+    """Proves meta filters come as key=value pairs from flags/env or a mapping in the file."""
+    conf = tmp_path / "c.yaml"
+    conf.write_text("meta: {az: a, rack: '7'}\n")
+    base = {"expect": "1", "address": "h"}
+    assert load_settings(ZK, ["x"], {}, Flags(config=str(conf), values=base)).meta == {
+        "az": "a",
+        "rack": "7",
+    }
+    env = {"CLUSTER_BOOTSTRAP_META": "az=b,role=zk"}
+    assert load_settings(ZK, ["x"], env, Flags(values=base)).meta == {"az": "b", "role": "zk"}
+    with pytest.raises(UsageError, match="--meta"):
+        load_settings(ZK, ["x"], {}, Flags(values={**base, "meta": "=x"}))
