@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from adapters.emqx import EmqxService
+from adapters.kafka import KafkaService
 from adapters.template import TemplateService
 from adapters.zookeeper import ZooKeeperService
 from bootstrap.errors import UsageError
@@ -14,6 +15,7 @@ from bootstrap.ports import ServicePort
 
 SERVICES: dict[str, type[ServicePort]] = {
     EmqxService.key: EmqxService,
+    KafkaService.key: KafkaService,
     TemplateService.key: TemplateService,
     ZooKeeperService.key: ZooKeeperService,
 }

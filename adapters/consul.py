@@ -30,7 +30,7 @@ from tenacity import (
 from bootstrap.deadline import Deadline
 from bootstrap.errors import ConsulBadAnswer, ConsulDenied, ConsulError, ConsulUnavailable
 from bootstrap.log import log, mask, redact
-from bootstrap.model import Instance
+from bootstrap.model import Instance, endpoint
 from bootstrap.ports import DiscoveryPort, KVEntry, Registration
 from bootstrap.settings import ConsulSettings
 
@@ -56,8 +56,7 @@ class _Transport(consul.aio.HTTPClient):  # type: ignore[misc]
         scheme = "http" if settings.scheme == "unix" else settings.scheme
         # Deliberately not consul.aio.HTTPClient.__init__: it builds a deprecated connector.
         consul.base.HTTPClient.__init__(self, host, settings.port or 80, scheme, settings.verify)
-        if ":" in host:
-            self.base_uri = f"{scheme}://[{host}]:{settings.port}"
+        self.base_uri = f"{scheme}://{endpoint(host, settings.port or 80)}"
         self.settings = settings
         self.deadline = deadline
         self.extra_params = [

@@ -71,7 +71,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bootstrap.errors import RenderError, UsageError
-from bootstrap.model import ClusterView, Me, RenderedFile, Rendering, SharedValue, valid_address
+from bootstrap.model import (
+    ClusterView,
+    Me,
+    RenderedFile,
+    Rendering,
+    SharedValue,
+    endpoint,
+    valid_address,
+)
 from bootstrap.ports import HealthCheck, ServicePort
 
 DEFAULTS: dict[str, Any] = {
@@ -156,8 +164,7 @@ class EmqxService(ServicePort):
 
         A failing check never hides a member: discovery counts members in any health state.
         """
-        host = f"[{me.address}]" if ":" in me.address else me.address
-        return HealthCheck(http=f"http://{host}:{me.ports['dashboard']}/status")
+        return HealthCheck(http=f"http://{endpoint(me.address, me.ports['dashboard'])}/status")
 
     def conf_file(self, me: Me) -> Path:
         default = "cluster.hocon" if self.version == 5 else "cluster.conf"

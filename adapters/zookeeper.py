@@ -34,6 +34,7 @@ from bootstrap.model import (
     Member,
     RenderedFile,
     Rendering,
+    endpoint,
     is_any_address,
     local_address,
 )
@@ -150,12 +151,10 @@ class ZooKeeperService(ServicePort):
 
     @staticmethod
     def server_line(member: Member, *, with_client_address: bool) -> str:
-        host = f"[{member.address}]" if ":" in member.address else member.address
-        client = (
-            f"{host}:{member.port('client')}" if with_client_address else str(member.port("client"))
-        )
+        client_port = member.port("client")
+        client = endpoint(member.address, client_port) if with_client_address else str(client_port)
         return (
-            f"server.{member.member_id}={host}:{member.port('quorum')}:"
+            f"server.{member.member_id}={endpoint(member.address, member.port('quorum'))}:"
             f"{member.port('election')};{client}"
         )
 

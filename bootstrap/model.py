@@ -47,6 +47,16 @@ def local_address(bind_address: str) -> str:
     return "127.0.0.1" if is_any_address(bind_address) else bind_address
 
 
+def host_literal(address: str) -> str:
+    """``address`` as it stands before ``:port`` in a URL or config: IPv6 in brackets."""
+    return f"[{address}]" if ":" in address else address
+
+
+def endpoint(address: str, port: int) -> str:
+    """``host:port``, with an IPv6 host in brackets."""
+    return f"{host_literal(address)}:{port}"
+
+
 def valid_port(value: object, origin: str) -> int:
     """Return ``value`` as an int if it is a port in 1..65535 (int or plain decimal string)."""
     port = _plain_int(value)

@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-from bootstrap.model import ClusterView, Instance, Me, Rendering, SharedValue, local_address
+from bootstrap.model import (
+    ClusterView,
+    Instance,
+    Me,
+    Rendering,
+    SharedValue,
+    endpoint,
+    local_address,
+)
 
 
 @dataclass(frozen=True)
@@ -183,14 +191,18 @@ class ServicePort(AsyncResource, abc.ABC):
         It must not hide a member from its peers before the cluster exists: discovery counts
         members in any health state.
         """
-        return HealthCheck(tcp=f"{me.address}:{me.ports[self.primary_port()]}")
+        return HealthCheck(tcp=endpoint(me.address, me.ports[self.health_label()]))
+
+    def health_label(self) -> str:
+        """The port whose listener says the member is up (the primary one by default)."""
+        return self.primary_port()
 
     async def health(self, me: Me) -> HealthReport:
         """This member's health, for ``cluster-bootstrap health`` as a script check.
 
-        The default only asks whether the primary port accepts connections.
+        The default only asks whether the ``health_label`` port accepts connections.
         """
-        host, port = local_address(me.bind_address), me.bind_ports[self.primary_port()]
+        host, port = local_address(me.bind_address), me.bind_ports[self.health_label()]
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2.0)
         except (OSError, TimeoutError):

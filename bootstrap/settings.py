@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from bootstrap.errors import UntrustedValue, UsageError
-from bootstrap.model import valid_address, valid_port
+from bootstrap.model import endpoint, valid_address, valid_port
 
 ENV_PREFIX = "CLUSTER_BOOTSTRAP_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -98,8 +98,7 @@ class ConsulSettings:
     def url(self) -> str:
         if self.scheme == "unix":
             return f"unix://{self.socket_path}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
+        return f"{self.scheme}://{endpoint(self.host, self.port)}"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 # Consul services. Both groups share one cluster name, so node ids are claimed from one range
 # (node.id must be unique across controllers and brokers) and the cluster id is one value.
 #
-# The "--set" options below (process_roles, controller_service) name the Kafka adapter's options
+# The "--set" options below (roles, controller_service) name the Kafka adapter's options
 # for split roles; tests/unit/test_jobspecs.py builds the adapter with them, so a renamed option
 # fails a test instead of a deployment.
 #
@@ -51,7 +51,7 @@ job "kafka-split" {
         ports      = ["broker", "controller"]
         entrypoint = ["/opt/cluster-bootstrap/bin/cluster-bootstrap"]
         args = [
-          "kafka", "--expect", "3", "--set", "process_roles=controller",
+          "kafka", "--expect", "3", "--set", "roles=controller",
           "--conf-dir", "/opt/kafka/config/cluster", "--",
           "/opt/kafka/bin/kafka-server-start.sh", "/opt/kafka/config/cluster/server.properties",
         ]
@@ -104,7 +104,7 @@ job "kafka-split" {
         ports      = ["broker", "controller"]
         entrypoint = ["/opt/cluster-bootstrap/bin/cluster-bootstrap"]
         args = [
-          "kafka", "--expect", "2", "--set", "process_roles=broker",
+          "kafka", "--expect", "2", "--set", "roles=broker",
           "--set", "controller_service=kafka-controllers",
           "--conf-dir", "/opt/kafka/config/cluster", "--",
           "/opt/kafka/bin/kafka-server-start.sh", "/opt/kafka/config/cluster/server.properties",

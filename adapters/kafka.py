@@ -1,0 +1,576 @@
+"""Kafka 3.9 / 4.x: server.properties for KRaft (combined or split roles) or ZooKeeper mode.
+
+Rendered ``<conf_dir>/server.properties`` (KRaft, combined roles, static quorum)::
+
+    process.roles=broker,controller
+    node.id=1
+    controller.listener.names=CONTROLLER
+    listeners=PLAINTEXT://<bind address>:9092,CONTROLLER://<bind address>:9093
+    advertised.listeners=PLAINTEXT://10.0.0.1:9092,CONTROLLER://10.0.0.1:9093
+    listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+    inter.broker.listener.name=PLAINTEXT
+    log.dirs=<data_dir>
+    controller.quorum.voters=1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093
+
+The quorum line is the same on every member (sorted by id). With ``quorum: dynamic`` (KIP-853,
+Kafka 3.9+) it is ``controller.quorum.bootstrap.servers=10.0.0.1:9093,...`` instead. Members with
+the controller role always advertise their CONTROLLER listener: KIP-853 needs it, and without it
+Kafka would fall back to the bind address (a reverse-looked-up host name for 0.0.0.0).
+
+Before the exec, ``prepare`` formats the storage once (``kafka-storage format -t <cluster id>
+-c server.properties``) with the cluster id every member reads from Consul KV (created once,
+like ``kafka-storage random-uuid``: 22 characters of base64url). Dynamic quorum: controllers
+format with ``--initial-controllers 1@h1:9093:<dir id>,...`` (the same list on every controller;
+each directory id is derived from the cluster id and the node id, so no member has to ask
+another), broker-only members with ``--no-initial-controllers``. When ``meta.properties``
+exists, nothing is formatted: its ``cluster.id`` and ``node.id`` must match the cluster's and the
+claimed id, else the start stops with a clear error instead of Kafka's crash loop. A restarted
+member keeps the id its ``meta.properties`` holds.
+
+Split roles: controllers and brokers register under their own Consul services but start with
+the same ``--cluster``, so they claim ids in one KV namespace. Brokers name the controllers'
+service (``controller_service``) and wait for ``controllers`` of them. Id ranges keep the groups
+apart even across clusters: controller-only 1..99, broker-only 100..999, combined 1..999
+(``id_min``/``id_max`` override). Peers match a registration to its claim by the *broker* port
+(the primary port label), so a controller-only member is registered with its broker port label
+too (it does not listen there; its Consul health check uses the controller port).
+
+ZooKeeper mode (Kafka 3.x, ``mode: zookeeper``): ``broker.id`` (the claimed id, 1..999),
+``zookeeper.connect=h1:2181,h2:2181,h3:2181/<chroot>`` from the ZooKeeper ensemble that itself
+formed through the agent (``zookeeper_cluster``, ``zookeeper_service``, ``zookeeper_expect``),
+a PLAINTEXT listener only, no storage format and no shared cluster id (Kafka keeps it in ZooKeeper).
+
+Options (``options:`` in the config file, or ``--set``):
+
+- ``mode``: ``kraft`` (default) or ``zookeeper``;
+- ``roles``: ``broker,controller`` (default), ``controller`` or ``broker`` (KRaft);
+- ``quorum``: ``static`` (default) or ``dynamic`` (KRaft);
+- ``controller_service`` (required with ``roles: broker``), ``controllers`` (default 3);
+- ``zookeeper_cluster`` (required in ZooKeeper mode), ``zookeeper_service`` (default: the
+  cluster name), ``zookeeper_expect`` (default 3), ``zookeeper_chroot`` (e.g. ``/kafka``);
+- ``storage_tool``: the argv of Kafka's storage tool (default
+  ``["/opt/kafka/bin/kafka-storage.sh"]``; unused in ZooKeeper mode);
+- ``conf_file`` (default ``<conf_dir>/server.properties``), ``id_min``, ``id_max``;
+- ``extra``: a mapping of further properties. More come from the environment as in the
+  apache/kafka image: ``KAFKA_FOO_BAR=1`` is ``foo.bar=1`` (``_`` -> ``.``, ``__`` -> ``_``,
+  ``___`` -> ``-``; the image's own variables such as ``KAFKA_HEAP_OPTS`` are skipped). ``extra``
+  wins over the environment. Keys that shape the cluster (``node.id``, listeners, quorum, log
+  dirs, ``zookeeper.connect``, ...) are refused, as are keys or values that are not one line.
+
+The command after ``--`` must start Kafka on the rendered file (``kafka-server-start.sh
+<conf_file>``), not an image entrypoint that writes its own server.properties.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from adapters.zookeeper import ZooKeeperService
+from bootstrap.errors import MemberIdError, PrepareError, RenderError, UsageError
+from bootstrap.model import (
+    ClusterView,
+    Me,
+    Member,
+    RenderedFile,
+    Rendering,
+    SharedValue,
+    endpoint,
+    is_any_address,
+)
+from bootstrap.ports import Group, ServicePort
+
+DEFAULTS: dict[str, Any] = {
+    "mode": "kraft",
+    "roles": "broker,controller",
+    "quorum": "static",
+    "controller_service": None,
+    "controllers": 3,
+    "zookeeper_cluster": None,
+    "zookeeper_service": None,
+    "zookeeper_expect": 3,
+    "zookeeper_chroot": None,
+    "storage_tool": ["/opt/kafka/bin/kafka-storage.sh"],
+    "conf_file": None,
+    "extra": {},
+    "id_min": None,
+    "id_max": None,
+}
+KRAFT_ONLY = ("roles", "quorum", "controller_service", "controllers")
+ZOOKEEPER_ONLY = ("zookeeper_cluster", "zookeeper_service", "zookeeper_expect", "zookeeper_chroot")
+ID_RANGES = {
+    frozenset({"controller"}): (1, 99),
+    frozenset({"broker"}): (100, 999),
+    frozenset({"broker", "controller"}): (1, 999),
+}
+MAX_ID = 999_999  # the largest id a claim record can carry
+CONTROLLERS_GROUP = "controllers"
+ZOOKEEPER_GROUP = "zookeeper"
+CLUSTER_ID = "cluster_id"
+FORMAT_TIMEOUT_S = 180.0
+
+# Variables of the apache/kafka image and of kafka-run-class.sh that are not properties.
+NON_PROPERTY_VARS = frozenset(
+    {
+        "KAFKA_HEAP_OPTS",
+        "KAFKA_HEAP_OPT",
+        "KAFKA_OPTS",
+        "KAFKA_JVM_PERFORMANCE_OPTS",
+        "KAFKA_LOG4J_OPTS",
+        "KAFKA_GC_LOG_OPTS",
+        "KAFKA_JMX_OPTS",
+        "KAFKA_DEBUG",
+        "KAFKA_HOME",
+        "KAFKA_VERSION",
+        "KAFKA_LOG4J_ROOT_LOGLEVEL",
+        "KAFKA_LOG4J_LOGGERS",
+        "KAFKA_TOOLS_LOG4J_LOGLEVEL",
+    }
+)
+# Keys only the adapter may write: they decide who is in the cluster and how members meet.
+RESERVED = re.compile(
+    r"^(node\.id|broker\.id|broker\.id\.generation\.enable|process\.roles|cluster\.id|"
+    r"controller\.quorum\.voters|controller\.quorum\.bootstrap\.servers|"
+    r"controller\.listener\.names|listeners|advertised\.listeners|"
+    r"listener\.security\.protocol\.map|inter\.broker\.listener\.name|"
+    r"security\.inter\.broker\.protocol|control\.plane\.listener\.name|"
+    r"log\.dirs?|metadata\.log\.dir|zookeeper\.connect)$"
+)
+_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_CHROOT = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
+_CLUSTER_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
+_ENV_UNDERSCORES = re.compile(r"_+")
+_ENV_RUNS = {1: ".", 2: "_", 3: "-"}
+# Namespace of the derived directory ids (uuid5), fixed so every controller derives the same.
+_DIRECTORY_NAMESPACE = uuid.UUID("8d1a7f3e-4b2c-5e6f-9a0b-1c2d3e4f5a6b")
+
+
+class KafkaService(ServicePort):
+    key = "kafka"
+    port_labels: ClassVar[Mapping[str, int]] = {"broker": 9092, "controller": 9093}
+    default_data_dir = "/var/lib/kafka/data"
+    default_conf_dir = "/opt/kafka/config/cluster-bootstrap"
+
+    def __init__(
+        self, options: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(options, environ)
+        problems = [
+            f"options: unknown Kafka option {key!r} (known: {', '.join(DEFAULTS)})"
+            for key in options
+            if key not in DEFAULTS
+        ]
+        self.opts = {**DEFAULTS, **{k: v for k, v in options.items() if k in DEFAULTS}}
+        o = self.opts
+        self.zookeeper_mode = o["mode"] == "zookeeper"
+        if o["mode"] not in ("kraft", "zookeeper"):
+            problems.append(f"options.mode: {o['mode']!r} is not 'kraft' or 'zookeeper'")
+        wrong_mode = ZOOKEEPER_ONLY if not self.zookeeper_mode else KRAFT_ONLY
+        for key in wrong_mode:
+            if key in options:
+                problems.append(f"options.{key}: only for mode={_other_mode(o['mode'])}")
+        self.roles = _roles(o["roles"], problems) if not self.zookeeper_mode else {"broker"}
+        if o["quorum"] not in ("static", "dynamic"):
+            problems.append(f"options.quorum: {o['quorum']!r} is not 'static' or 'dynamic'")
+        self.dynamic = o["quorum"] == "dynamic" and not self.zookeeper_mode
+        broker_only = self.roles == {"broker"} and not self.zookeeper_mode
+        for key in ("controller_service", "controllers"):
+            if key in options and not broker_only and not self.zookeeper_mode:
+                problems.append(f"options.{key}: only for roles=broker (brokers name controllers)")
+        if broker_only:
+            _check_name(o, "controller_service", problems, required=True)
+        _check_count(o, "controllers", problems)
+        if self.zookeeper_mode:
+            _check_name(o, "zookeeper_cluster", problems, required=True)
+            _check_name(o, "zookeeper_service", problems, required=False)
+            _check_count(o, "zookeeper_expect", problems)
+        chroot = o["zookeeper_chroot"]
+        if chroot is not None and not _valid_chroot(chroot):
+            problems.append(
+                f"options.zookeeper_chroot: {chroot!r} is not a ZooKeeper path like '/kafka'"
+            )
+        self.storage_tool = _storage_tool(o["storage_tool"], problems)
+        self.id_range = self._id_range(problems)
+        self.extra = {**self._extras_from_env(problems), **_extras(o["extra"], problems)}
+        if problems:
+            raise UsageError(problems)
+
+    # -- options ------------------------------------------------------------------------------
+
+    def _id_range(self, problems: list[str]) -> tuple[int, int]:
+        low, high = (
+            (1, 999) if self.zookeeper_mode else ID_RANGES.get(frozenset(self.roles), (1, 999))
+        )
+        for key in ("id_min", "id_max"):
+            value = self.opts[key]
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+                problems.append(f"options.{key}: {value!r} is not a whole number in 0..{MAX_ID}")
+            elif key == "id_min":
+                low = value
+            else:
+                high = value
+        if low > high:
+            problems.append(f"options.id_min/id_max: the id range {low}..{high} is empty")
+        return low, high
+
+    def _extras_from_env(self, problems: list[str]) -> dict[str, str]:
+        extras: dict[str, str] = {}
+        for name, value in sorted(self.environ.items()):
+            if not name.startswith("KAFKA_") or name in NON_PROPERTY_VARS:
+                continue
+            key = env_to_property(name)
+            if key is None:
+                problems.append(f"{name}: not a property name by the KAFKA_* rule")
+            elif problem := _line_problem(key, value):
+                problems.append(f"{name}: {problem}")
+            else:
+                extras[key] = value
+        return extras
+
+    def conf_file(self, me: Me) -> Path:
+        return Path(self.opts["conf_file"] or me.conf_dir / "server.properties")
+
+    # -- the port -------------------------------------------------------------------------------
+
+    def related_groups(self) -> Sequence[Group]:
+        if self.zookeeper_mode:
+            cluster = str(self.opts["zookeeper_cluster"])
+            return (
+                Group(
+                    ZOOKEEPER_GROUP,
+                    str(self.opts["zookeeper_service"] or cluster),
+                    ZooKeeperService.port_labels,
+                    int(self.opts["zookeeper_expect"]),
+                    cluster=cluster,
+                ),
+            )
+        if self.roles == {"broker"}:
+            return (
+                Group(
+                    CONTROLLERS_GROUP,
+                    str(self.opts["controller_service"]),
+                    KafkaService.port_labels,
+                    int(self.opts["controllers"]),
+                ),
+            )
+        return ()
+
+    def shared_values(self) -> Sequence[SharedValue]:
+        if self.zookeeper_mode:
+            return ()
+        return (SharedValue(CLUSTER_ID, secret=False, create=new_cluster_id),)
+
+    def member_id_on_disk(self, me: Me) -> int | None:
+        path = me.data_dir / "meta.properties"
+        try:
+            meta = read_properties(path)
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MemberIdError(f"{path}: cannot read: {exc}") from exc
+        text = meta.get("node.id", meta.get("broker.id"))
+        if text is None or not text.isascii() or not text.isdigit() or len(text) > 6:
+            raise MemberIdError(f"{path}: holds no usable node.id or broker.id ({text!r})")
+        return int(text)
+
+    def render(self, view: ClusterView) -> Rendering:
+        me = view.me
+        if is_any_address(me.address):
+            raise RenderError(
+                f"address {me.address} cannot be advertised to clients and peers: give --address"
+            )
+        lines = self._zookeeper_lines(view) if self.zookeeper_mode else self._kraft_lines(view)
+        lines += [f"{key}={value}" for key, value in sorted(self.extra.items())]
+        conf = self.conf_file(me)
+        return Rendering((RenderedFile(conf, "\n".join(lines) + "\n"),))
+
+    def _kraft_lines(self, view: ClusterView) -> list[str]:
+        me = view.me
+        self.cluster_id(view)  # refuse a bad one before anything is written
+        controllers = self.controllers(view)
+        labels = [("PLAINTEXT", "broker")] if "broker" in self.roles else []
+        if "controller" in self.roles:
+            labels.append(("CONTROLLER", "controller"))
+        lines = [
+            "# Written by cluster-bootstrap. The quorum line is the same on every member.",
+            f"process.roles={','.join(sorted(self.roles))}",
+            f"node.id={view.member_id}",
+            "controller.listener.names=CONTROLLER",
+            "listeners=" + _listeners(me.bind_address, me.bind_ports, labels),
+            "advertised.listeners=" + _listeners(me.address, me.ports, labels),
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        ]
+        if "broker" in self.roles:
+            lines.append("inter.broker.listener.name=PLAINTEXT")
+        lines.append(f"log.dirs={me.data_dir}")
+        if self.dynamic:
+            servers = ",".join(endpoint(m.address, m.port("controller")) for m in controllers)
+            lines.append(f"controller.quorum.bootstrap.servers={servers}")
+        else:
+            voters = ",".join(
+                f"{m.member_id}@{endpoint(m.address, m.port('controller'))}" for m in controllers
+            )
+            lines.append(f"controller.quorum.voters={voters}")
+        return lines
+
+    def _zookeeper_lines(self, view: ClusterView) -> list[str]:
+        me = view.me
+        ensemble = view.groups.get(ZOOKEEPER_GROUP, ())
+        if not ensemble:
+            service = self.related_groups()[0].consul_service
+            raise RenderError(f"no ZooKeeper member found in Consul service {service!r}")
+        connect = ",".join(endpoint(m.address, m.port("client")) for m in ensemble)
+        labels = [("PLAINTEXT", "broker")]
+        return [
+            "# Written by cluster-bootstrap. zookeeper.connect is the same on every broker.",
+            f"broker.id={view.member_id}",
+            f"zookeeper.connect={connect}{self.opts['zookeeper_chroot'] or ''}",
+            "listeners=" + _listeners(me.bind_address, me.bind_ports, labels),
+            "advertised.listeners=" + _listeners(me.address, me.ports, labels),
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={me.data_dir}",
+        ]
+
+    def cluster_id(self, view: ClusterView) -> str:
+        """The shared cluster id, checked: it goes on the storage tool's command line."""
+        value = view.shared.get(CLUSTER_ID, "")
+        if not _CLUSTER_ID.match(value) or value.startswith("-"):
+            raise RenderError(
+                f"shared cluster id {value[:40]!r} from Consul KV is not a Kafka cluster id "
+                "(22 characters of base64url, as kafka-storage random-uuid prints)"
+            )
+        return value
+
+    def controllers(self, view: ClusterView) -> tuple[Member, ...]:
+        """The controller quorum: this group's members, or (broker-only) the controllers' group."""
+        if "controller" in self.roles:
+            return view.members
+        controllers = view.groups.get(CONTROLLERS_GROUP, ())
+        service = self.opts["controller_service"]
+        if not controllers:
+            raise RenderError(f"no controller found in Consul service {service!r}")
+        if view.member_id in {m.member_id for m in controllers}:
+            raise RenderError(
+                f"broker id {view.member_id} is also a controller's id in {service!r}: "
+                "brokers and controllers must claim ids in one --cluster"
+            )
+        return controllers
+
+    async def prepare(
+        self, view: ClusterView, rendering: Rendering, command: Sequence[str]
+    ) -> None:
+        """Format the storage once (KRaft), or check that what is on disk is this member's."""
+        if self.zookeeper_mode:
+            return
+        cluster_id = self.cluster_id(view)
+        meta_path = view.me.data_dir / "meta.properties"
+        try:
+            meta = read_properties(meta_path)
+        except FileNotFoundError:
+            await self._format(view, cluster_id)
+            return
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PrepareError(f"{meta_path}: cannot read: {exc}") from exc
+        found = {"cluster.id": cluster_id, "node.id": str(view.member_id)}
+        for key, wanted in found.items():
+            if meta.get(key) != wanted:
+                raise PrepareError(
+                    f"{meta_path}: {key} is {meta.get(key)!r} but this member's is {wanted!r} "
+                    "(storage formatted for another cluster or member; move it away to re-format)"
+                )
+
+    def format_command(self, view: ClusterView, cluster_id: str) -> list[str]:
+        """The storage tool's ``format`` command for this member (same list on every controller)."""
+        argv = [*self.storage_tool, "format", "-t", cluster_id, "-c", str(self.conf_file(view.me))]
+        if self.dynamic and "controller" in self.roles:
+            voters = ",".join(
+                f"{m.member_id}@{endpoint(m.address, m.port('controller'))}:"
+                f"{directory_id(cluster_id, m.member_id)}"
+                for m in self.controllers(view)
+            )
+            argv += ["--initial-controllers", voters]
+        elif self.dynamic:
+            argv.append("--no-initial-controllers")
+        return argv
+
+    async def _format(self, view: ClusterView, cluster_id: str) -> None:
+        argv = self.format_command(view, cluster_id)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        except OSError as exc:
+            raise PrepareError(f"cannot run the storage tool {argv[0]}: {exc.strerror}") from exc
+        try:
+            output, _ = await asyncio.wait_for(proc.communicate(), FORMAT_TIMEOUT_S)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise PrepareError(
+                f"the storage tool did not finish within {FORMAT_TIMEOUT_S:g}s"
+            ) from None
+        lines = [line for line in output.decode(errors="replace").splitlines() if line.strip()]
+        if proc.returncode != 0:
+            last = lines[-1].strip() if lines else "no output"
+            raise PrepareError(f"storage format failed (exit {proc.returncode}): {last}")
+
+    # -- health -----------------------------------------------------------------------------------
+
+    def health_label(self) -> str:
+        """The port that says the member is up: the broker's, or a controller's only one."""
+        return "broker" if "broker" in self.roles else "controller"
+
+
+# -- helpers (module level: the tests and the test bed use them too) -----------------------------
+
+
+def kafka_uuid_text(raw: bytes) -> str | None:
+    """Kafka's text form of a UUID (base64url, no padding), or None for one Kafka refuses.
+
+    Kafka never hands out ids that start with '-' (a command line would read a flag) or that
+    fall among its reserved ones (most significant half zero, least below 100).
+    """
+    text = base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+    high, low = int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:], "big")
+    if text.startswith("-") or (high == 0 and low < 100):
+        return None
+    return text
+
+
+def new_cluster_id() -> str:
+    """A fresh cluster id, as ``kafka-storage random-uuid`` prints one."""
+    while True:
+        text = kafka_uuid_text(uuid.uuid4().bytes)
+        if text is not None:
+            return text
+
+
+def directory_id(cluster_id: str, node_id: int) -> str:
+    """The directory id of a controller's metadata log dir, derived, so all agree on it."""
+    for attempt in itertools.count():
+        raw = uuid.uuid5(_DIRECTORY_NAMESPACE, f"{cluster_id}/{node_id}/{attempt}").bytes
+        text = kafka_uuid_text(raw)
+        if text is not None:
+            return text
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def env_to_property(name: str) -> str | None:
+    """``KAFKA_FOO_BAR`` -> ``foo.bar``, as the apache/kafka image converts its environment.
+
+    One underscore is a dot, two are an underscore, three a dash; the name is lower-cased.
+    Four or more (undefined in the image), or an empty name, give ``None``.
+    """
+    rest = name.removeprefix("KAFKA_")
+    if not rest or rest.startswith("_") or rest.endswith("_"):
+        return None
+    if any(len(run) not in _ENV_RUNS for run in _ENV_UNDERSCORES.findall(rest)):
+        return None
+    return _ENV_UNDERSCORES.sub(lambda run: _ENV_RUNS[len(run.group())], rest).lower()
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """The ``key=value`` lines of a small Java properties file such as meta.properties."""
+    values: dict[str, str] = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", "!")):
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def _line_problem(key: str, value: str) -> str | None:
+    if not _KEY.match(key):
+        return f"{key!r} is not a property name"
+    if RESERVED.match(key):
+        return f"{key!r} shapes the cluster; the agent writes it"
+    if "\\" in value or not value.isprintable():
+        return f"the value of {key!r} is not one plain line (no newline, control or backslash)"
+    return None
+
+
+def _extras(extra: object, problems: list[str]) -> dict[str, str]:
+    if not isinstance(extra, dict):
+        problems.append("options.extra: must be a mapping of properties to values")
+        return {}
+    extras: dict[str, str] = {}
+    for key, raw in extra.items():
+        if isinstance(raw, (dict, list)) or raw is None:
+            problems.append(f"options.extra: {key!r} needs a single value, not {raw!r}")
+            continue
+        value = str(raw).lower() if isinstance(raw, bool) else str(raw)
+        if problem := _line_problem(str(key), value):
+            problems.append(f"options.extra: {problem}")
+        else:
+            extras[str(key)] = value
+    return extras
+
+
+def _roles(value: object, problems: list[str]) -> set[str]:
+    parts = value.split(",") if isinstance(value, str) else value
+    roles = {str(p).strip() for p in parts} if isinstance(parts, list | tuple) else set()
+    if frozenset(roles) not in ID_RANGES:
+        problems.append(
+            f"options.roles: {value!r} is not 'broker,controller', 'controller' or 'broker'"
+        )
+        return {"broker", "controller"}
+    return roles
+
+
+def _check_name(opts: Mapping[str, Any], key: str, problems: list[str], *, required: bool) -> None:
+    value = opts[key]
+    if value is None:
+        if required:
+            problems.append(f"options.{key}: missing")
+    elif not isinstance(value, str) or not _NAME.match(value):
+        problems.append(f"options.{key}: {value!r} is not a name (letters, digits, '_.-')")
+
+
+def _check_count(opts: Mapping[str, Any], key: str, problems: list[str]) -> None:
+    value = opts[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        problems.append(f"options.{key}: {value!r} is not a whole number >= 1")
+
+
+def _valid_chroot(value: object) -> bool:
+    if not isinstance(value, str) or not _CHROOT.match(value):
+        return False
+    parts = value.split("/")[1:]
+    return not any(part in (".", "..") for part in parts) and parts[0] != "zookeeper"
+
+
+def _storage_tool(value: object, problems: list[str]) -> list[str]:
+    argv = [value] if isinstance(value, str) else value
+    if (
+        not isinstance(argv, list)
+        or not argv
+        or not all(isinstance(a, str) and a and "\0" not in a for a in argv)
+    ):
+        problems.append("options.storage_tool: must be a command (a list of non-empty strings)")
+        return []
+    return list(argv)
+
+
+def _other_mode(mode: object) -> str:
+    return "kraft" if mode == "zookeeper" else "zookeeper"
+
+
+def _listeners(address: str, ports: Mapping[str, int], labels: Sequence[tuple[str, str]]) -> str:
+    return ",".join(f"{name}://{endpoint(address, ports[label])}" for name, label in labels)

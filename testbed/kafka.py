@@ -1,0 +1,445 @@
+"""Kafka clusters on loopback (127.0.0.21, .22, ...), formed through cluster-bootstrap.
+
+Each member runs ``cluster-bootstrap kafka ... -- java ... kafka.Kafka server.properties``: the
+agent finds its peers through Consul, claims a node id, writes server.properties, formats the
+storage once (with the real ``kafka.tools.StorageTool`` as ``storage_tool``), then execs the
+server, so the process the bed started *is* the Kafka server afterwards.
+
+Readiness is asked of Kafka itself, without a JVM: ``metadata`` sends a Metadata request (v4,
+which Kafka 3.9 and 4.x both serve) and reads the cluster id and the live brokers from the
+answer. A broker answers only once it serves requests, and lists only unfenced brokers.
+``hand_written`` writes the same cluster by hand (configs plus format), for the benchmark.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from testbed.consul import ConsulAgent
+from testbed.jvm import (
+    CONSOLE_CONSUMER,
+    FAST_START_JVM,
+    TOPIC_COMMAND,
+    console_producer_class,
+    kafka_command,
+    kafka_storage_command,
+    kafka_tool_command,
+    peer_libs,
+)
+from testbed.procs import Process
+
+AGENT = str(Path(sys.executable).parent / "cluster-bootstrap")
+PORTS = {"broker": 9092, "controller": 9093}
+FIRST_HOST = 21  # Kafka members live on 127.0.0.21 .. 127.0.0.29
+
+
+def host(n: int, first_host: int = FIRST_HOST) -> str:
+    """Member n's loopback address: 127.0.0.21 for member 1 by default."""
+    return f"127.0.0.{first_host - 1 + n}"
+
+
+def small_cluster_extras(brokers: int) -> dict[str, object]:
+    """Properties a cluster of a few brokers needs (internal topics fit, no rebalance delay)."""
+    replicas = min(3, brokers)
+    return {
+        "num.partitions": 1,
+        "offsets.topic.replication.factor": replicas,
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": max(1, replicas - 1),
+        "group.initial.rebalance.delay.ms": 0,
+    }
+
+
+@dataclass(frozen=True)
+class KafkaMember:
+    """One member: its name (and directory), address, Consul service and adapter options."""
+
+    name: str
+    host: str
+    service: str
+    expect: int
+    options: Mapping[str, object] = field(default_factory=dict)
+    heap: str = "384m"
+
+    @property
+    def broker(self) -> bool:
+        roles = str(self.options.get("roles", "broker,controller"))
+        return "broker" in roles.split(",") or self.options.get("mode") == "zookeeper"
+
+
+def combined(
+    cluster: str, size: int = 3, first_host: int = FIRST_HOST, **options: object
+) -> list[KafkaMember]:
+    """``size`` members with both roles, registered as the Consul service ``cluster``."""
+    return [
+        KafkaMember(f"k{n}", host(n, first_host), cluster, size, options)
+        for n in range(1, size + 1)
+    ]
+
+
+def split(
+    cluster: str, controllers: int = 3, brokers: int = 2, first_host: int = FIRST_HOST
+) -> list[KafkaMember]:
+    """Controllers (service ``<cluster>-controller``) and brokers (``<cluster>-broker``)."""
+    controller_service = f"{cluster}-controller"
+    members = [
+        KafkaMember(
+            f"c{n}",
+            host(n, first_host),
+            controller_service,
+            controllers,
+            {"roles": "controller"},
+            heap="256m",
+        )
+        for n in range(1, controllers + 1)
+    ]
+    members += [
+        KafkaMember(
+            f"b{n}",
+            host(controllers + n, first_host),
+            f"{cluster}-broker",
+            brokers,
+            {
+                "roles": "broker",
+                "controller_service": controller_service,
+                "controllers": controllers,
+            },
+        )
+        for n in range(1, brokers + 1)
+    ]
+    return members
+
+
+class KafkaCluster:
+    """The members of one Kafka cluster: start, stop and kill them, ask them questions."""
+
+    def __init__(
+        self,
+        consul: ConsulAgent,
+        workdir: Path,
+        cluster: str,
+        members: Iterable[KafkaMember],
+        lib: Path | None = None,
+        extras: Mapping[str, object] | None = None,
+    ) -> None:
+        self.consul = consul
+        self.workdir = workdir
+        self.cluster = cluster
+        self.members = {m.name: m for m in members}
+        self.lib = lib or peer_libs()["kafka4"]
+        brokers = sum(m.broker for m in self.members.values())
+        self.extras = dict(small_cluster_extras(brokers) if extras is None else extras)
+        self.procs: dict[str, Process] = {}
+
+    # -- members --------------------------------------------------------------------------------
+
+    def member_dir(self, name: str) -> Path:
+        return self.workdir / name
+
+    def conf_file(self, name: str) -> Path:
+        return self.member_dir(name) / "conf" / "server.properties"
+
+    def server_command(self, member: KafkaMember) -> list[str]:
+        d = self.member_dir(member.name)
+        return kafka_command(
+            self.lib, self.conf_file(member.name), d / "log", member.heap, FAST_START_JVM
+        )
+
+    def agent_argv(self, member: KafkaMember) -> list[str]:
+        d = self.member_dir(member.name)
+        options = {
+            **member.options,
+            "storage_tool": kafka_storage_command(self.lib, []),
+            "extra": self.extras,
+        }
+        sets = [arg for k, v in options.items() for arg in ("--set", f"{k}={json.dumps(v)}")]
+        return [
+            AGENT,
+            "kafka",
+            "--cluster",
+            self.cluster,
+            "--consul-service",
+            member.service,
+            "--expect",
+            str(member.expect),
+            "--address",
+            member.host,
+            "--bind-address",
+            member.host,
+            "--register",
+            "--member-name",
+            f"{self.cluster}-{member.name}",
+            "--timeout",
+            "120",
+            "--data-dir",
+            str(d / "data"),
+            "--conf-dir",
+            str(d / "conf"),
+            *sets,
+            "--",
+            *self.server_command(member),
+        ]
+
+    def start(self, name: str) -> Process:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("CONSUL_", "NOMAD_", "KAFKA_"))
+        }
+        env.update(self.consul.env())
+        member = self.members[name]
+        self.procs[name] = Process(
+            self.agent_argv(member), self.member_dir(name) / "member.log", env=env
+        )
+        return self.procs[name]
+
+    def start_all(self) -> None:
+        for name in self.members:
+            self.start(name)
+
+    def brokers(self) -> list[KafkaMember]:
+        return [m for m in self.members.values() if m.broker and m.name in self.procs]
+
+    def bootstrap(self, name: str | None = None) -> str:
+        member = self.members[name] if name else self.brokers()[0]
+        return f"{member.host}:{PORTS['broker']}"
+
+    def meta(self, name: str) -> dict[str, str]:
+        """The member's ``meta.properties`` (what the storage format or the broker wrote)."""
+        return read_properties(self.member_dir(name) / "data" / "meta.properties")
+
+    # -- readiness ------------------------------------------------------------------------------
+
+    def wait_formed(self, timeout_s: float = 120.0) -> dict[str, tuple[str | None, list[int]]]:
+        """Block until every started broker answers metadata listing all of them, one cluster id."""
+        brokers = self.brokers()
+        hosts = [m.host for m in brokers]
+        return wait_formed(
+            hosts, len(brokers), timeout_s, self.procs, names=[m.name for m in brokers]
+        )
+
+    # -- tools ----------------------------------------------------------------------------------
+
+    def tool(self, main_class: str, args: Sequence[str], stdin: str | None = None) -> str:
+        """Run a Kafka CLI tool; its stdout, or AssertionError with its stderr."""
+        proc = subprocess.run(
+            kafka_tool_command(self.lib, main_class, args),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise AssertionError(f"{main_class} {' '.join(args)} failed: {proc.stderr[-2000:]}")
+        return proc.stdout
+
+    def create_topic(self, topic: str, replicas: int, via: str | None = None) -> None:
+        self.tool(
+            TOPIC_COMMAND,
+            [
+                "--bootstrap-server",
+                self.bootstrap(via),
+                "--create",
+                "--topic",
+                topic,
+                "--partitions",
+                "1",
+                "--replication-factor",
+                str(replicas),
+            ],
+        )
+
+    def produce(self, topic: str, message: str, via: str | None = None) -> None:
+        self.tool(
+            console_producer_class(self.lib),
+            ["--bootstrap-server", self.bootstrap(via), "--topic", topic],
+            stdin=message + "\n",
+        )
+
+    def consume_one(self, topic: str, via: str | None = None) -> str:
+        out = self.tool(
+            CONSOLE_CONSUMER,
+            [
+                "--bootstrap-server",
+                self.bootstrap(via),
+                "--topic",
+                topic,
+                "--from-beginning",
+                "--max-messages",
+                "1",
+                "--timeout-ms",
+                "60000",
+            ],
+        )
+        return out.strip()
+
+    # -- stopping -------------------------------------------------------------------------------
+
+    def kill(self, name: str) -> None:
+        self.procs.pop(name).kill()
+
+    def stop_all(self) -> None:
+        """Broker-only members first (their controlled shutdown needs the controllers), then
+        the rest, each phase at once."""
+        broker_only = [n for n in self.procs if self.members[n].options.get("roles") == "broker"]
+        rest = [n for n in self.procs if n not in broker_only]
+        for phase in (broker_only, rest):
+            stop_together([self.procs.pop(name) for name in phase])
+
+    def __enter__(self) -> KafkaCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
+
+def stop_together(procs: Sequence[Process], timeout_s: float = 30.0) -> None:
+    """SIGTERM every process at once, then wait for each. Stopped one by one, the last KRaft
+    controller waits for a quorum that is gone (see docs/testbed-jvm.md)."""
+    for proc in procs:
+        if proc.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        proc.stop(timeout_s=timeout_s)
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """A properties file as a dict (the bed's own reader: it does not trust the adapter's)."""
+    values = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def wait_formed(
+    hosts: Sequence[str],
+    brokers: int,
+    timeout_s: float,
+    procs: Mapping[str, Process],
+    names: Sequence[str] = (),
+) -> dict[str, tuple[str | None, list[int]]]:
+    """Block until each of ``hosts`` answers metadata with ``brokers`` brokers, one cluster id.
+
+    Raises RuntimeError at once if a member process died, TimeoutError at the deadline.
+    """
+    end = time.monotonic() + timeout_s
+    answers: dict[str, tuple[str | None, list[int]] | None] = {}
+    while time.monotonic() < end:
+        answers = {h: metadata(h, PORTS["broker"]) for h in hosts}
+        ok = [a for a in answers.values() if a is not None and len(a[1]) == brokers]
+        if len(ok) == len(hosts) and len({a[0] for a in ok}) == 1 and ok[0][0]:
+            keys = list(names) or list(hosts)
+            return {k: a for k, a in zip(keys, ok, strict=True)}
+        for name, proc in procs.items():
+            if not proc.alive():
+                raise RuntimeError(
+                    f"member {name} exited {proc.popen.returncode}:\n{proc.log_tail()}"
+                )
+        time.sleep(0.1)
+    raise TimeoutError(f"no Kafka cluster after {timeout_s:.0f}s: {answers}")
+
+
+def metadata(host: str, port: int, timeout_s: float = 2.0) -> tuple[str | None, list[int]] | None:
+    """(cluster id, sorted live broker ids) from a Metadata v4 request; None if no answer."""
+    client = b"cluster-bootstrap-bed"
+    body = struct.pack(">hhih", 3, 4, 1, len(client)) + client + struct.pack(">ib", -1, 0)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            sock.settimeout(timeout_s)
+            sock.sendall(struct.pack(">i", len(body)) + body)
+            size = struct.unpack(">i", _read_exactly(sock, 4))[0]
+            reader = _Reader(_read_exactly(sock, size))
+        reader.int32()  # correlation id
+        reader.int32()  # throttle time
+        ids = []
+        for _ in range(reader.int32()):
+            ids.append(reader.int32())
+            reader.string()  # host
+            reader.int32()  # port
+            reader.string()  # rack
+        return reader.string(), sorted(ids)
+    except (OSError, struct.error, UnicodeDecodeError):
+        return None
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks = []
+    while size > 0:
+        chunk = sock.recv(min(size, 65536))
+        if not chunk:
+            raise ConnectionError("closed")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.at = 0
+
+    def int32(self) -> int:
+        (value,) = struct.unpack_from(">i", self.data, self.at)
+        self.at += 4
+        return int(value)
+
+    def string(self) -> str | None:
+        (size,) = struct.unpack_from(">h", self.data, self.at)
+        self.at += 2
+        if size < 0:
+            return None
+        text = self.data[self.at : self.at + size].decode()
+        self.at += size
+        return text
+
+
+def hand_written(
+    workdir: Path,
+    size: int,
+    cluster_id: str,
+    lib: Path,
+    first_host: int = FIRST_HOST,
+    heap: str = "384m",
+) -> list[tuple[list[str], list[str]]]:
+    """Hand-written configs of ``size`` combined members: (format command, server command) each."""
+    voters = ",".join(f"{n}@{host(n, first_host)}:9093" for n in range(1, size + 1))
+    extras = small_cluster_extras(size)
+    commands = []
+    for n in range(1, size + 1):
+        d = workdir / f"k{n}"
+        (d / "conf").mkdir(parents=True, exist_ok=True)
+        h = host(n, first_host)
+        conf = d / "conf" / "server.properties"
+        lines = [
+            "process.roles=broker,controller",
+            f"node.id={n}",
+            "controller.listener.names=CONTROLLER",
+            f"listeners=PLAINTEXT://{h}:9092,CONTROLLER://{h}:9093",
+            f"advertised.listeners=PLAINTEXT://{h}:9092,CONTROLLER://{h}:9093",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={d / 'data'}",
+            f"controller.quorum.voters={voters}",
+            *(f"{k}={v}" for k, v in extras.items()),
+        ]
+        conf.write_text("\n".join(lines) + "\n")
+        commands.append(
+            (
+                kafka_storage_command(lib, ["format", "-t", cluster_id, "-c", str(conf)]),
+                kafka_command(lib, conf, d / "log", heap, FAST_START_JVM),
+            )
+        )
+    return commands
