@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import ssl
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -104,7 +105,12 @@ class _Transport(consul.aio.HTTPClient):  # type: ignore[misc]
         raw: bool = False,
     ) -> T:
         path = urllib.parse.urlsplit(uri).path
-        timeout = min(REQUEST_TIMEOUT_S, max(0.5, self.deadline.remaining())) + _wait_seconds(uri)
+        wait = _wait_seconds(uri)
+        # Consul holds a blocking query for wait + up to wait/16; a hung agent holds it for
+        # ever. Never wait for an answer past the deadline by more than that jitter.
+        timeout = min(
+            REQUEST_TIMEOUT_S + wait, max(0.5, self.deadline.remaining() + wait / 16 + 0.1)
+        )
         try:
             async with self._session.request(
                 method,
@@ -112,7 +118,8 @@ class _Transport(consul.aio.HTTPClient):  # type: ignore[misc]
                 headers=headers,
                 data=data,
                 auth=self.auth,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                # aiohttp rounds a timeout over 5 s up to a whole second; ours are exact.
+                timeout=aiohttp.ClientTimeout(total=timeout, ceil_threshold=math.inf),
                 server_hostname=self.settings.tls_server_name,
             ) as resp:
                 body = await _read_capped(resp, path)

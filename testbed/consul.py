@@ -7,9 +7,11 @@ chosen free, so several agents can run side by side.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -117,8 +119,20 @@ class ConsulAgent:
 
     def stop(self) -> None:
         if self.process is not None:
+            self.thaw()  # a frozen agent would sit on the SIGTERM until the SIGKILL
             self.process.stop()
             self.process = None
+
+    def freeze(self) -> None:
+        """SIGSTOP the agent: connections still open, nothing answers (a hung or cut-off agent)."""
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after ``freeze``; ``stop`` thaws first on its own."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGCONT)
 
     def __enter__(self) -> ConsulAgent:
         return self.start()
