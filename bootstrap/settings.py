@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bootstrap.errors import UntrustedValue, UsageError
 from bootstrap.model import endpoint, valid_address, valid_port
 
@@ -292,6 +290,8 @@ def _read_yaml(path: str | None, problems: _Problems) -> dict[str, _Raw]:
     except (OSError, UnicodeDecodeError) as exc:
         problems.items.append(f"--config {path}: cannot read: {getattr(exc, 'strerror', exc)}")
         return {}
+    import yaml  # only with --config: a start without a file does not pay for it
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -564,6 +564,8 @@ def _raw_flag(flags: Flags, key: str) -> _Raw | None:
 
 
 def _yaml_scalar(value: str) -> Any:
+    import yaml  # only with --set
+
     try:
         return yaml.safe_load(value) if value else ""
     except yaml.YAMLError:

@@ -38,7 +38,10 @@ def test_every_service_module_is_registered_once() -> None:
     """Proves each adapters/<service>.py is in the one SERVICES dict under its own key."""
     modules = {p.stem for p in (ROOT / "adapters").glob("*.py")} - {"__init__", "consul"}
     assert set(SERVICES) == modules
-    assert all(cls.key == key for key, cls in SERVICES.items())
+    assert all(service_class(key).key == key for key in SERVICES)
+    assert {path.partition(":")[0] for path in SERVICES.values()} == {
+        f"adapters.{m}" for m in modules
+    }
 
 
 def test_unknown_service_lists_the_known_ones() -> None:
@@ -52,3 +55,17 @@ def test_readme_exit_code_table_matches_the_code() -> None:
     readme = (ROOT / "README.md").read_text()
     rows = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", readme, re.MULTILINE))
     assert {int(code): text for code, text in rows.items()} == EXIT_CODES
+
+
+def test_starting_one_service_imports_no_other_adapter() -> None:
+    """Proves the registry loads an adapter module only when its service is chosen."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bootstrap.__main__ as m; from adapters import service_class;"
+        "service_class('zookeeper');"
+        "print(sorted(n for n in sys.modules if n.startswith(('adapters.', 'jinja2', 'yaml'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['adapters.consul', 'adapters.zookeeper']"
