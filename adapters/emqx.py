@@ -121,8 +121,10 @@ class EmqxService(ServicePort):
     default_data_dir = "/opt/emqx/data"  # the official image's layout
     default_conf_dir = "/opt/emqx/etc"
 
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        super().__init__(options)
+    def __init__(
+        self, options: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(options, environ)
         problems = [
             f"options: unknown EMQX option {key!r} (known: {', '.join(DEFAULTS)})"
             for key in options

@@ -84,6 +84,7 @@ from bootstrap.model import (
     SharedValue,
     endpoint,
     is_any_address,
+    is_name,
 )
 from bootstrap.ports import Group, ServicePort
 
@@ -144,7 +145,6 @@ RESERVED = re.compile(
     r"log\.dirs?|metadata\.log\.dir|zookeeper\.connect)$"
 )
 _KEY = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _CHROOT = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
 _CLUSTER_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
 _ENV_UNDERSCORES = re.compile(r"_+")
@@ -345,7 +345,7 @@ class KafkaService(ServicePort):
     def cluster_id(self, view: ClusterView) -> str:
         """The shared cluster id, checked: it goes on the storage tool's command line."""
         value = view.shared.get(CLUSTER_ID, "")
-        if not _CLUSTER_ID.match(value) or value.startswith("-"):
+        if not _CLUSTER_ID.fullmatch(value) or value.startswith("-"):
             raise RenderError(
                 f"shared cluster id {value[:40]!r} from Consul KV is not a Kafka cluster id "
                 "(22 characters of base64url, as kafka-storage random-uuid prints)"
@@ -497,9 +497,9 @@ def read_properties(path: Path) -> dict[str, str]:
 
 
 def _line_problem(key: str, value: str) -> str | None:
-    if not _KEY.match(key):
+    if not _KEY.fullmatch(key):
         return f"{key!r} is not a property name"
-    if RESERVED.match(key):
+    if RESERVED.fullmatch(key):
         return f"{key!r} shapes the cluster; the agent writes it"
     if "\\" in value or not value.isprintable():
         return f"the value of {key!r} is not one plain line (no newline, control or backslash)"
@@ -539,7 +539,7 @@ def _check_name(opts: Mapping[str, Any], key: str, problems: list[str], *, requi
     if value is None:
         if required:
             problems.append(f"options.{key}: missing")
-    elif not isinstance(value, str) or not _NAME.match(value):
+    elif not isinstance(value, str) or not is_name(value):
         problems.append(f"options.{key}: {value!r} is not a name (letters, digits, '_.-')")
 
 
@@ -550,7 +550,7 @@ def _check_count(opts: Mapping[str, Any], key: str, problems: list[str]) -> None
 
 
 def _valid_chroot(value: object) -> bool:
-    if not isinstance(value, str) or not _CHROOT.match(value):
+    if not isinstance(value, str) or not _CHROOT.fullmatch(value):
         return False
     parts = value.split("/")[1:]
     return not any(part in (".", "..") for part in parts) and parts[0] != "zookeeper"

@@ -90,9 +90,9 @@ class ZooKeeperService(ServicePort):
             problems.append("options.extra: must be a mapping of zoo.cfg keys to values")
             extra = {}
         for key, value in extra.items():
-            if not _KEY.match(str(key)) or not _VALUE.match(str(value)):
+            if not _KEY.fullmatch(str(key)) or not _VALUE.fullmatch(str(value)):
                 problems.append(f"options.extra: {key!r}={value!r} is not a zoo.cfg line")
-            elif RESERVED.match(str(key)):
+            elif RESERVED.fullmatch(str(key)):
                 problems.append(f"options.extra: {key!r} shapes the ensemble; the agent writes it")
         self.extra = {str(k): str(v) for k, v in sorted(extra.items())}
         if problems:

@@ -18,7 +18,7 @@ from bootstrap import cli
 from bootstrap.deadline import Deadline
 from bootstrap.errors import BootstrapError
 from bootstrap.flow import Plan, Start, exec_command, resolve_command, who_am_i
-from bootstrap.log import log, setup
+from bootstrap.log import log, scrub, setup
 from bootstrap.settings import (
     ServiceDefaults,
     Settings,
@@ -47,11 +47,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BootstrapError as exc:
         if debug:
             log.exception("%s", exc)
-        print(f"cluster-bootstrap: error: {exc}", file=sys.stderr)
+        print(f"cluster-bootstrap: error: {scrub(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("cluster-bootstrap: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: still one line, the traceback only with --debug
+        if debug:
+            log.exception("internal error")
+        print(
+            f"cluster-bootstrap: error: internal error: {type(exc).__name__}: {scrub(str(exc))} "
+            "(a bug: please report it; --debug shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def _settings(request: cli.Request, env: Mapping[str, str]) -> Settings:

@@ -11,11 +11,11 @@ from bootstrap.errors import RenderError
 from bootstrap.model import RenderedFile
 
 
-def write_atomically(path: Path, content: str, mode: int = 0o644) -> None:
-    """Write ``content`` to a temp file beside ``path``, fsync it, rename it over ``path``.
+def _stage(path: Path, content: str, mode: int) -> Path:
+    """A fsynced temp file beside ``path`` holding ``content``.
 
     The temp file is created with ``mode`` from the start, so a secret is never readable by
-    others, not even for a moment. The directory is fsynced so the rename survives a crash.
+    others, not even for a moment.
     """
     directory = path.parent
     try:
@@ -30,12 +30,28 @@ def write_atomically(path: Path, content: str, mode: int = 0o644) -> None:
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
-        tmp.replace(path)
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise RenderError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    _fsync_directory(directory)
+    return tmp
+
+
+def _commit(staged: list[tuple[Path, Path]]) -> None:
+    """Rename each temp file over its target, then fsync the directory so renames survive."""
+    for tmp, path in staged:
+        try:
+            tmp.replace(path)
+        except OSError as exc:
+            _discard(staged)
+            raise RenderError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        _fsync_directory(path.parent)
+
+
+def _discard(staged: list[tuple[Path, Path]]) -> None:
+    for tmp, _ in staged:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -71,13 +87,21 @@ def _nearest_existing(directory: Path) -> Path:
 
 
 def write_all(files: tuple[RenderedFile, ...]) -> list[Path]:
-    """Write every file (skipping write-once files that exist); return the paths written."""
+    """Write every file (skipping write-once files that exist); return the paths written.
+
+    Every temp file is written and fsynced before any is renamed into place, so a file that
+    cannot be written leaves every other file as it was.
+    """
     check_writable(files)
-    written = []
-    for rendered in files:
-        if rendered.write_once and rendered.path.exists():
-            continue
-        mode = 0o600 if rendered.secret else rendered.mode
-        write_atomically(rendered.path, rendered.content, mode)
-        written.append(rendered.path)
-    return written
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for rendered in files:
+            if rendered.write_once and rendered.path.exists():
+                continue
+            mode = 0o600 if rendered.secret else rendered.mode
+            staged.append((_stage(rendered.path, rendered.content, mode), rendered.path))
+    except BaseException:
+        _discard(staged)
+        raise
+    _commit(staged)
+    return [path for _, path in staged]

@@ -194,7 +194,8 @@ class Start:
 
 
 def _valid_shared(value: str, key: str) -> str:
-    if not value or len(value) > SHARED_MAX_LEN or not value.isprintable():
+    # U+FFFD: the agent sent bytes that are not UTF-8 (decoded with errors="replace").
+    if not value or len(value) > SHARED_MAX_LEN or not value.isprintable() or "\ufffd" in value:
         raise RenderError(f"KV {key}: shared value is empty, too long or not printable")
     return value
 

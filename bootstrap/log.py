@@ -19,12 +19,14 @@ class _Redactor(logging.Filter):
         super().__init__()
         self.secrets: set[str] = set()
 
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
-            message = record.getMessage()
-            for secret in self.secrets:
-                message = message.replace(secret, "***")
-            record.msg, record.args = message, None
+            record.msg, record.args = self.scrub(record.getMessage()), None
         return True
 
 
@@ -35,6 +37,11 @@ def redact(secret: str | None) -> None:
     """Never let ``secret`` reach a log line from now on (short strings are ignored)."""
     if secret and len(secret) >= 4:
         _redactor.secrets.add(secret)
+
+
+def scrub(text: str) -> str:
+    """``text`` with every registered secret replaced by ``***`` (for lines not logged)."""
+    return _redactor.scrub(text)
 
 
 def mask(secret: str | None) -> str:

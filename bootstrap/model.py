@@ -17,7 +17,14 @@ from typing import Any
 
 from bootstrap.errors import UntrustedValue
 
-_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+# Patterns are used with fullmatch: with match, "$" would let a final newline through.
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def is_name(text: str) -> bool:
+    """A cluster or Consul service name: letters, digits, '_', '.', '-' (up to 128)."""
+    return _NAME.fullmatch(text) is not None
 
 
 def valid_address(value: object, origin: str) -> str:
@@ -25,11 +32,16 @@ def valid_address(value: object, origin: str) -> str:
     if not isinstance(value, str) or not value or len(value) > 253:
         raise UntrustedValue(f"{origin}: address {value!r} is not an IP address or hostname")
     try:
-        return str(ipaddress.ip_address(value))
+        ip = ipaddress.ip_address(value)
     except ValueError:
         pass
+    else:
+        # ipaddress takes any text after an IPv6 '%' as a scope id, newlines included.
+        if getattr(ip, "scope_id", None) is not None:
+            raise UntrustedValue(f"{origin}: address {value!r} carries an IPv6 scope")
+        return str(ip)
     labels = value.removesuffix(".").split(".")
-    if not all(_HOST_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+    if not all(_HOST_LABEL.fullmatch(label) for label in labels) or labels[-1].isdigit():
         raise UntrustedValue(f"{origin}: address {value!r} is not an IP address or hostname")
     return value
 

@@ -16,7 +16,7 @@ Environment read:
 
 from __future__ import annotations
 
-import re
+import functools
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap.errors import UntrustedValue, UsageError
-from bootstrap.model import endpoint, valid_address, valid_port
+from bootstrap.model import endpoint, is_name, valid_address, valid_port
 
 ENV_PREFIX = "CLUSTER_BOOTSTRAP_"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+MAX_CONFIG_BYTES = 1024 * 1024
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 
@@ -230,7 +230,7 @@ def load_settings(
         problems.items.append(
             f"address: missing (give --address, or run under Nomad with NOMAD_IP_{primary} set)"
         )
-    data_dir = Path(problems.convert(own.get("data_dir"), _text, service.data_dir))
+    data_dir = Path(problems.convert(own.get("data_dir"), _path, service.data_dir))
     alloc_name = env.get("NOMAD_ALLOC_NAME", "")
     default_member = alloc_name or f"{address}:{data_dir.absolute()}"
     if "expect" not in own and require_expect:
@@ -266,7 +266,7 @@ def load_settings(
         "ports": ports,
         "bind_ports": bind_ports,
         "data_dir": data_dir,
-        "conf_dir": Path(problems.convert(own.get("conf_dir"), _text, service.conf_dir)),
+        "conf_dir": Path(problems.convert(own.get("conf_dir"), _path, service.conf_dir)),
         "member_name": problems.convert(own.get("member_name"), _member_name, default_member),
         "alloc_index": alloc_index,
         "register": problems.convert(own.get("register"), _bool, False),
@@ -286,6 +286,12 @@ def _read_yaml(path: str | None, problems: _Problems) -> dict[str, _Raw]:
     if not path:
         return {}
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            problems.items.append(
+                f"--config {path}: {size} bytes; a settings file is at most 1 MiB"
+            )
+            return {}
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         problems.items.append(f"--config {path}: cannot read: {getattr(exc, 'strerror', exc)}")
@@ -293,7 +299,7 @@ def _read_yaml(path: str | None, problems: _Problems) -> dict[str, _Raw]:
     import yaml  # only with --config: a start without a file does not pay for it
 
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_settings_loader())  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
@@ -312,6 +318,21 @@ def _read_yaml(path: str | None, problems: _Problems) -> dict[str, _Raw]:
             continue
         layer[str(key)] = _Raw(value, origin)
     return layer
+
+
+@functools.cache
+def _settings_loader() -> Any:
+    """yaml's SafeLoader without aliases: settings never need them, a billion laughs does."""
+    import yaml
+
+    class SettingsLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise yaml.composer.ComposerError(None, None, "aliases are not allowed", mark)
+            return super().compose_node(parent, index)
+
+    return SettingsLoader
 
 
 def _check_unknown_keys(layer: Mapping[str, _Raw], problems: _Problems) -> None:
@@ -403,7 +424,7 @@ def _consul_settings(raw: Mapping[str, _Raw], problems: _Problems) -> ConsulSett
             token = problems.convert(_Raw(value[1], raw["token"].origin), _read_token_file)
             token_source = f"token file {value[1]}"
         else:
-            token = problems.convert(raw["token"], _text)
+            token = problems.convert(raw["token"], _token)
             token_source = raw["token"].origin
     text = {
         key: problems.convert(raw.get(key), _text)
@@ -465,7 +486,7 @@ def _read_token_file(path: Any) -> str:
         raise ValueError(f"cannot read token file: {exc.strerror}") from exc
     if not token:
         raise ValueError("token file is empty")
-    return token
+    return _token(token)
 
 
 def _text(value: Any) -> str:
@@ -474,9 +495,23 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _path(value: Any) -> str:
+    text = _text(value)
+    if not text or not text.isprintable():
+        raise ValueError(f"{text!r} is not a printable path")
+    return text
+
+
+def _token(value: Any) -> str:
+    text = _text(value)
+    if not text.isprintable():
+        raise ValueError("the token is not one printable line (value not shown)")
+    return text
+
+
 def _name(value: Any) -> str:
     text = _text(value)
-    if not _NAME.match(text):
+    if not is_name(text):
         raise ValueError(f"{text!r} is not a name (letters, digits, '_', '.', '-')")
     return text
 
@@ -490,7 +525,7 @@ def _member_name(value: Any) -> str:
 
 def _kv_prefix(value: Any) -> str:
     text = _text(value).strip("/")
-    if not all(_NAME.match(part) for part in text.split("/")):
+    if not all(is_name(part) for part in text.split("/")):
         raise ValueError(f"{text!r} is not a KV path of names")
     return text
 
