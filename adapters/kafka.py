@@ -86,7 +86,7 @@ from bootstrap.model import (
     is_any_address,
     is_name,
 )
-from bootstrap.ports import Group, ServicePort
+from bootstrap.ports import Group, ServicePort, id_range_option
 
 DEFAULTS: dict[str, Any] = {
     "mode": "kraft",
@@ -111,7 +111,6 @@ ID_RANGES = {
     frozenset({"broker"}): (100, 999),
     frozenset({"broker", "controller"}): (1, 999),
 }
-MAX_ID = 999_999  # the largest id a claim record can carry
 CONTROLLERS_GROUP = "controllers"
 ZOOKEEPER_GROUP = "zookeeper"
 CLUSTER_ID = "cluster_id"
@@ -206,22 +205,10 @@ class KafkaService(ServicePort):
     # -- options ------------------------------------------------------------------------------
 
     def _id_range(self, problems: list[str]) -> tuple[int, int]:
-        low, high = (
+        default = (
             (1, 999) if self.zookeeper_mode else ID_RANGES.get(frozenset(self.roles), (1, 999))
         )
-        for key in ("id_min", "id_max"):
-            value = self.opts[key]
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
-                problems.append(f"options.{key}: {value!r} is not a whole number in 0..{MAX_ID}")
-            elif key == "id_min":
-                low = value
-            else:
-                high = value
-        if low > high:
-            problems.append(f"options.id_min/id_max: the id range {low}..{high} is empty")
-        return low, high
+        return id_range_option(self.opts, default, problems)
 
     def _extras_from_env(self, problems: list[str]) -> dict[str, str]:
         extras: dict[str, str] = {}

@@ -10,6 +10,7 @@ Options (``options:`` in the config file, or ``--set``)::
       - {template: peers.conf.j2, path: /etc/svc/peers.conf, mode: 0o644}
     env: {PEERS: "{{ members | join(',', attribute='address') }}"}
     shared: {cookie: {secret: true}}   # values created once for the cluster, then shared
+    id_min: 1, id_max: 255      # the member ids this cluster uses (default 1..255)
 
 In a template: ``me`` (member_id, address, ports, bind_address, bind_ports, data_dir,
 conf_dir), ``members`` (each: member_id, address, ports), ``shared`` and ``options``.
@@ -27,7 +28,7 @@ import jinja2.sandbox
 
 from bootstrap.errors import RenderError, UsageError
 from bootstrap.model import ClusterView, RenderedFile, Rendering, SharedValue
-from bootstrap.ports import ServicePort
+from bootstrap.ports import ServicePort, id_range_option
 
 
 def _environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
@@ -58,6 +59,7 @@ class TemplateService(ServicePort):
         self.shared = {str(k): bool((v or {}).get("secret", True)) for k, v in shared.items()}
         if not self.files and not self.env:
             problems.append("options: the template service needs options.files or options.env")
+        self.id_range = id_range_option(options, type(self).id_range, problems)
         if problems:
             raise UsageError(problems)
 

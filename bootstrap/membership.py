@@ -20,11 +20,10 @@ from bootstrap.deadline import Deadline
 from bootstrap.errors import MemberIdError, PeersMissing, UntrustedValue
 from bootstrap.log import log
 from bootstrap.model import Claim, Instance, Me, Member, valid_address, valid_port
-from bootstrap.ports import DiscoveryPort, KVEntry
+from bootstrap.ports import MAX_MEMBER_ID, DiscoveryPort, KVEntry
 
 PROGRESS_EVERY_S = 5.0
 MIN_ROUND_S = 0.05  # rate limit of the wait loop, even if the agent answers at once
-MAX_ID = 2**31 - 1  # a claim key above this is not a member id of any service
 
 
 @dataclass(frozen=True)
@@ -77,10 +76,7 @@ class Membership:
         unusable: set[int] = set()
         for key, entry in entries.items():
             suffix = key.removeprefix(self.ids_prefix)
-            if not (suffix.isascii() and suffix.isdigit() and len(suffix) <= 10):
-                log.warning("ignoring KV key %r: not a member id", key)
-                continue
-            if int(suffix) > MAX_ID:
+            if not (suffix.isascii() and suffix.isdigit()) or int(suffix) > MAX_MEMBER_ID:
                 log.warning("ignoring KV key %r: not a member id", key)
                 continue
             member_id = int(suffix)

@@ -82,6 +82,29 @@ class HealthReport:
     detail: str
 
 
+MAX_MEMBER_ID = 999_999  # ids are small numbers in every service's config
+
+
+def id_range_option(
+    options: Mapping[str, Any], default: tuple[int, int], problems: list[str]
+) -> tuple[int, int]:
+    """``default`` with the options ``id_min``/``id_max`` applied; bad values go to ``problems``."""
+    low, high = default
+    for key in ("id_min", "id_max"):
+        value = options.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_MEMBER_ID:
+            problems.append(f"options.{key}: {value!r} is not a whole number in 0..{MAX_MEMBER_ID}")
+        elif key == "id_min":
+            low = value
+        else:
+            high = value
+    if low > high:
+        problems.append(f"options.id_min/id_max: the id range {low}..{high} is empty")
+    return low, high
+
+
 class AsyncResource:
     """Base for ports: ``async with port:`` opens and closes what the port needs."""
 

@@ -170,3 +170,16 @@ async def test_tag_and_meta_filters_pick_the_members(tmp_path: Path) -> None:
     text = texts.pop()
     assert text.count("member.") == 2 and "127.0.0.99" not in text
     assert all(i.meta.get("az") == "a" for sid, i in fake.services.items() if sid != "other")
+
+
+def test_template_id_range_option_widens_and_checks_the_range() -> None:
+    """Proves the template adapter takes id_min/id_max (e.g. 1,000 members) and refuses nonsense."""
+    from adapters.template import TemplateService
+    from bootstrap.errors import UsageError
+
+    files = [{"path": "/tmp/x", "content": "x"}]
+    assert TemplateService({"files": files, "id_max": 1000}).id_range == (1, 1000)
+    with pytest.raises(UsageError, match=r"id range 9\.\.3 is empty"):
+        TemplateService({"files": files, "id_min": 9, "id_max": 3})
+    with pytest.raises(UsageError, match=r"options\.id_max: 'many'"):
+        TemplateService({"files": files, "id_max": "many"})
