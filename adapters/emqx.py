@@ -80,7 +80,7 @@ from bootstrap.model import (
     endpoint,
     valid_address,
 )
-from bootstrap.ports import HealthCheck, ServicePort
+from bootstrap.ports import HealthCheck, ServicePort, options_with_defaults
 
 DEFAULTS: dict[str, Any] = {
     "version": 5,
@@ -125,12 +125,8 @@ class EmqxService(ServicePort):
         self, options: Mapping[str, Any], environ: Mapping[str, str] | None = None
     ) -> None:
         super().__init__(options, environ)
-        problems = [
-            f"options: unknown EMQX option {key!r} (known: {', '.join(DEFAULTS)})"
-            for key in options
-            if key not in DEFAULTS
-        ]
-        opts = {**DEFAULTS, **{k: v for k, v in options.items() if k in DEFAULTS}}
+        problems: list[str] = []
+        opts = options_with_defaults("EMQX", options, DEFAULTS, problems)
         raw_version = opts["version"]
         version = None if isinstance(raw_version, bool) else VERSIONS.get(str(raw_version))
         if version is None:

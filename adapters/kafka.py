@@ -86,7 +86,7 @@ from bootstrap.model import (
     is_any_address,
     is_name,
 )
-from bootstrap.ports import Group, ServicePort, id_range_option
+from bootstrap.ports import Group, ServicePort, id_range_option, options_with_defaults
 
 DEFAULTS: dict[str, Any] = {
     "mode": "kraft",
@@ -162,12 +162,8 @@ class KafkaService(ServicePort):
         self, options: Mapping[str, Any], environ: Mapping[str, str] | None = None
     ) -> None:
         super().__init__(options, environ)
-        problems = [
-            f"options: unknown Kafka option {key!r} (known: {', '.join(DEFAULTS)})"
-            for key in options
-            if key not in DEFAULTS
-        ]
-        self.opts = {**DEFAULTS, **{k: v for k, v in options.items() if k in DEFAULTS}}
+        problems: list[str] = []
+        self.opts = options_with_defaults("Kafka", options, DEFAULTS, problems)
         o = self.opts
         self.zookeeper_mode = o["mode"] == "zookeeper"
         if o["mode"] not in ("kraft", "zookeeper"):

@@ -38,7 +38,7 @@ from bootstrap.model import (
     is_any_address,
     local_address,
 )
-from bootstrap.ports import HealthCheck, HealthReport, ServicePort
+from bootstrap.ports import HealthCheck, HealthReport, ServicePort, options_with_defaults
 
 DEFAULTS: dict[str, Any] = {
     "tick_time": 2000,
@@ -72,12 +72,8 @@ class ZooKeeperService(ServicePort):
         self, options: Mapping[str, Any], environ: Mapping[str, str] | None = None
     ) -> None:
         super().__init__(options, environ)
-        problems = [
-            f"options: unknown ZooKeeper option {key!r} (known: {', '.join(DEFAULTS)})"
-            for key in options
-            if key not in DEFAULTS
-        ]
-        self.opts = {**DEFAULTS, **{k: v for k, v in options.items() if k in DEFAULTS}}
+        problems: list[str] = []
+        self.opts = options_with_defaults("ZooKeeper", options, DEFAULTS, problems)
         for key in ("tick_time", "init_limit", "sync_limit"):
             value = self.opts[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

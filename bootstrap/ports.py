@@ -82,6 +82,18 @@ class HealthReport:
     detail: str
 
 
+def options_with_defaults(
+    service: str, options: Mapping[str, Any], defaults: Mapping[str, Any], problems: list[str]
+) -> dict[str, Any]:
+    """``defaults`` overlaid with ``options``; each unknown option goes to ``problems``."""
+    problems.extend(
+        f"options: unknown {service} option {key!r} (known: {', '.join(defaults)})"
+        for key in options
+        if key not in defaults
+    )
+    return {**defaults, **{k: v for k, v in options.items() if k in defaults}}
+
+
 MAX_MEMBER_ID = 999_999  # ids are small numbers in every service's config
 
 
