@@ -48,28 +48,6 @@ def _stub(module: str, names: Sequence[str]) -> str:
     )
 
 
-def unused_adapters(keep: str = "zookeeper") -> dict[str, list[str]]:
-    """Service adapters ``adapters/__init__.py`` imports besides ``keep``."""
-    found = _names_imported("adapters/__init__.py", "adapters.")
-    return {m: n for m, n in found.items() if m != f"adapters.{keep}"}
-
-
-def agent_with_cuts() -> list[str]:
-    """A command that runs the agent as if its adapters and yaml were imported lazily.
-
-    Only these two cuts: stand-ins for them are never called on a ZooKeeper start without
-    ``--config``/``--set``, while ``tenacity`` is called on every request (its cut is measured
-    on imports only). Use as the program: ``[*agent_with_cuts(), "zookeeper", ...]``.
-    """
-    stubs = "".join(_stub(m, n) for m, n in unused_adapters().items()) + _stub("yaml", [])
-    code = (
-        "import sys, types\n"
-        + stubs
-        + "from bootstrap.__main__ import main\nsys.exit(main(sys.argv[1:]))\n"
-    )
-    return [PYTHON, "-c", code]
-
-
 @dataclass(frozen=True)
 class Variant:
     label: str
@@ -79,14 +57,11 @@ class Variant:
 def variants() -> list[Variant]:
     """The floors, the agent's imports now, and each cut added to the previous one."""
     head = "import sys, types\n"
+    # Already cut (applied in the code, 2026-11-26): service adapters load only when chosen,
+    # yaml only with --config/--set. What is left to weigh:
     cuts = [
         (
-            "- other service adapters (lazy registry)",
-            "".join(_stub(m, n) for m, n in unused_adapters().items()),
-        ),
-        ("- and yaml (imported for --config/--set only)", _stub("yaml", [])),
-        (
-            "- and tenacity (imported at the first retry)",
+            "- tenacity (imported at the first retry)",
             _stub(
                 "tenacity", _names_imported("adapters/consul.py", "tenacity").get("tenacity", [])
             ),

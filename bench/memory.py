@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench import imports
 from bench.common import PYTHON, Figure, Run, clean_env, fmt, median, per_round, rotated, run_timed
-from bench.start_to_exec import AGENT_RUN, CUTS, FLOOR, StartScene
+from bench.start_to_exec import AGENT_RUN, FLOOR, StartScene
 from testbed.consul import ConsulAgent
 
 TARGET_MIB = 45.0
@@ -51,10 +51,8 @@ def run(rounds: int, consul: ConsulAgent, workdir: Path) -> list[Figure]:
     print(f"    {readings}")
     scene = StartScene(consul, workdir)
     env = clean_env()
-    with_cuts = imports.agent_with_cuts()
     jobs: dict[str, Callable[[], Run]] = {
         AGENT_RUN: lambda: scene.run_agent()[0],
-        CUTS: lambda: scene.run_agent(with_cuts)[0],
         FLOOR: lambda: run_timed([PYTHON, "-c", "import consul.aio"], env).check("import floor"),
         "python -c pass": lambda: run_timed([PYTHON, "-c", "pass"], env).check("python"),
     }
@@ -79,14 +77,6 @@ def run(rounds: int, consul: ConsulAgent, workdir: Path) -> list[Figure]:
             "import consul.aio",
             target_value=TARGET_MIB,
             note=note,
-        ),
-        Figure(
-            "peak RSS, lazy adapters+yaml",
-            median(rss[CUTS]),
-            "MiB",
-            median(rss[FLOOR]),
-            "import consul.aio",
-            note="what-if: the same start with those modules replaced by stand-ins",
         ),
     ]
 

@@ -53,7 +53,6 @@ ZOO_TEMPLATE = HERE / "zoo.cfg.template"
 PHASES = HERE / "start_phases.py"
 EXEC = "/bin/true"
 AGENT_RUN = "cluster-bootstrap ... -- /bin/true"
-CUTS = "the same, lazy adapters+yaml (simulated)"
 FLOOR = "python -c 'import consul.aio'"
 SHELL = "shell: curl + jq + sed"
 
@@ -156,10 +155,8 @@ def run(rounds: int, consul: ConsulAgent, workdir: Path) -> list[Figure]:
         shell_missing = str(exc)
         print(f"  shell baseline NOT measured: {shell_missing}")
     env = clean_env()
-    with_cuts = imports.agent_with_cuts()
     variants: dict[str, Callable[[], Run]] = {
         AGENT_RUN: lambda: scene.run_agent()[0],
-        CUTS: lambda: scene.run_agent(with_cuts)[0],
         FLOOR: lambda: run_timed([PYTHON, "-c", "import consul.aio"], env).check("import floor"),
         "python -c pass": lambda: run_timed([PYTHON, "-c", "pass"], env).check("python"),
         EXEC: lambda: run_timed([EXEC], env).check(EXEC),
@@ -211,15 +208,6 @@ def run(rounds: int, consul: ConsulAgent, workdir: Path) -> list[Figure]:
             target_ratio=1.5,
             note=f"zookeeper, real Consul agent, exec of {EXEC} ({fmt(exec_s, 's')}) included; "
             f"CPU {fmt(agent_cpu, 's')} vs {fmt(floor_cpu, 's')} ({agent_cpu / floor_cpu:.2f}x)",
-        ),
-        Figure(
-            "start to exec, lazy adapters+yaml",
-            median(seconds[CUTS]),
-            "s",
-            floor,
-            "import consul.aio",
-            note="what-if: the same start with those modules replaced by stand-ins "
-            f"(bench.imports); CPU {fmt(median(cpu[CUTS]), 's')}",
         ),
         Figure("start to exec vs shell", agent, "s", shell, "curl+jq+sed", note=shell_missing),
     ]

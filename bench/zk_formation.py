@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from bench import imports
 from bench.common import Figure, Missing, median, per_round, require, rotated
 from testbed.consul import ConsulAgent
 from testbed.jvm import peer_libs, zk_mode
@@ -32,14 +31,6 @@ SIZE = 3
 POLL_S = 0.05
 TIMEOUT_S = 120.0
 AGENT, STATIC = "through cluster-bootstrap", "static configs"
-CUTS = "agent, lazy adapters+yaml (sim.)"
-
-
-class _EnsembleWithCuts(ZkEnsemble):
-    """The agent as if its other adapters and yaml were imported lazily (``bench.imports``)."""
-
-    def agent_argv(self, n: int) -> list[str]:
-        return [*imports.agent_with_cuts(), *super().agent_argv(n)[1:]]
 
 
 def _ports_free() -> None:
@@ -117,10 +108,9 @@ def run(rounds: int, consul: ConsulAgent, workdir: Path) -> list[Figure]:
         peer_libs()
     except RuntimeError as exc:
         raise Missing(str(exc)) from exc
-    seconds: dict[str, list[float]] = {AGENT: [], CUTS: [], STATIC: []}
-    last_exec: dict[str, list[float]] = {AGENT: [], CUTS: []}
-    ensembles = {AGENT: ZkEnsemble, CUTS: _EnsembleWithCuts}
-    dirs = {AGENT: "agent", CUTS: "agent-cuts", STATIC: "static"}
+    seconds: dict[str, list[float]] = {AGENT: [], STATIC: []}
+    last_exec: dict[str, list[float]] = {AGENT: []}
+    dirs = {AGENT: "agent", STATIC: "static"}
     for round_no in range(rounds):
         for kind in rotated(list(seconds), round_no):
             where = workdir / f"round-{round_no}" / dirs[kind]
@@ -128,7 +118,7 @@ def run(rounds: int, consul: ConsulAgent, workdir: Path) -> list[Figure]:
             if kind == STATIC:
                 took = static(where)
             else:
-                took = through_agent(consul, where, execs, ensembles[kind])
+                took = through_agent(consul, where, execs, ZkEnsemble)
             seconds[kind].append(took)
             shown = ""
             if kind in last_exec and len(execs) == SIZE:
@@ -152,14 +142,6 @@ def run(rounds: int, consul: ConsulAgent, workdir: Path) -> list[Figure]:
             "static configs",
             target_ratio=1.15,
             note=f"start to 1 leader + 2 followers, {rounds} rounds each, interleaved",
-        ),
-        Figure(
-            "ZooKeeper formed, lazy adapters+yaml",
-            median(seconds[CUTS]),
-            "s",
-            baseline,
-            "static configs",
-            note="what-if: the agents with those modules replaced by stand-ins",
         ),
     ]
 
