@@ -24,7 +24,6 @@ from pathlib import Path
 from testbed.consul import ConsulAgent, consul_binary
 
 PYTHON = sys.executable
-AGENT = str(Path(sys.executable).parent / "cluster-bootstrap")
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -38,7 +38,6 @@ from adapters.consul import ConsulDiscovery
 from adapters.template import TemplateService
 from adapters.zookeeper import ZooKeeperService
 from bench.common import (
-    AGENT,
     PYTHON,
     Figure,
     clean_env,
@@ -53,6 +52,7 @@ from bootstrap.model import Claim, ClusterView, Me
 from bootstrap.ports import ServicePort
 from bootstrap.settings import ConsulSettings
 from testbed.consul import ConsulAgent
+from testbed.procs import AGENT
 
 SERVICE = "scale1000"
 SMALL_SERVICE = "scale3"

@@ -28,7 +28,6 @@ from pathlib import Path
 
 from bench import imports
 from bench.common import (
-    AGENT,
     PYTHON,
     Figure,
     Missing,
@@ -43,6 +42,7 @@ from bench.common import (
 )
 from bootstrap.model import Claim
 from testbed.consul import ConsulAgent
+from testbed.procs import AGENT
 from testbed.zookeeper import PORTS, host
 
 FIRST_HOST = 41  # this benchmark's loopback range: 127.0.0.41-43

@@ -106,7 +106,7 @@ class Start:
     async def plan(self) -> Plan:
         """Claim an id, register, wait for the peers, agree on shared values, render."""
         disk_id = self.service.member_id_on_disk(self.me)
-        member_id = await self.membership.obtain_id(self.me, disk_id, f"{self.me.data_dir}")
+        member_id = await self.membership.obtain_id(self.me, disk_id, str(self.me.data_dir))
         if self.settings.register:
             await self.discovery.register(self.registration(member_id))
         members = await self.membership.wait_for(member_id, self.settings.expect, self.deadline)
@@ -156,6 +156,8 @@ class Start:
             entry = await self.discovery.kv_get(key)
             if entry is None:
                 fresh = spec.create()
+                if spec.secret:
+                    redact(fresh)
                 if not create:
                     log.info(
                         "shared value %r does not exist yet; a start would create it", spec.name

@@ -20,7 +20,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,9 +36,8 @@ from testbed.jvm import (
     kafka_tool_command,
     peer_libs,
 )
-from testbed.procs import Process
+from testbed.procs import Process, agent_argv
 
-AGENT = str(Path(sys.executable).parent / "cluster-bootstrap")
 PORTS = {"broker": 9092, "controller": 9093}
 FIRST_HOST = 21  # Kafka members live on 127.0.0.21 .. 127.0.0.29
 
@@ -164,32 +162,16 @@ class KafkaCluster:
             "extra": self.extras,
         }
         sets = [arg for k, v in options.items() for arg in ("--set", f"{k}={json.dumps(v)}")]
-        return [
-            AGENT,
+        return agent_argv(
             "kafka",
-            "--cluster",
-            self.cluster,
-            "--consul-service",
-            member.service,
-            "--expect",
-            str(member.expect),
-            "--address",
-            member.host,
-            "--bind-address",
-            member.host,
-            "--register",
-            "--member-name",
-            f"{self.cluster}-{member.name}",
-            "--timeout",
-            "120",
-            "--data-dir",
-            str(d / "data"),
-            "--conf-dir",
-            str(d / "conf"),
-            *sets,
-            "--",
-            *self.server_command(member),
-        ]
+            cluster=self.cluster,
+            expect=member.expect,
+            address=member.host,
+            member_name=f"{self.cluster}-{member.name}",
+            member_dir=d,
+            command=self.server_command(member),
+            extra=["--consul-service", member.service, *sets],
+        )
 
     def start(self, name: str) -> Process:
         env = {

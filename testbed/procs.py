@@ -7,9 +7,12 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+AGENT = str(Path(sys.executable).parent / "cluster-bootstrap")  # the installed console script
 
 
 def cache_dir() -> Path:
@@ -97,3 +100,37 @@ class Process:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def agent_argv(
+    service: str,
+    *,
+    cluster: str,
+    expect: int,
+    address: str,
+    member_name: str,
+    member_dir: Path,
+    command: Sequence[str],
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """``cluster-bootstrap <service> ... -- <command>`` for a bed member on its own address.
+
+    The member binds the address it advertises, registers itself, and keeps its data and
+    config under ``member_dir``.
+    """
+    return [
+        AGENT,
+        service,
+        "--cluster", cluster,
+        "--expect", str(expect),
+        "--address", address,
+        "--bind-address", address,
+        "--register",
+        "--member-name", member_name,
+        "--timeout", "120",
+        "--data-dir", str(member_dir / "data"),
+        "--conf-dir", str(member_dir / "conf"),
+        *extra,
+        "--",
+        *command,
+    ]  # fmt: skip

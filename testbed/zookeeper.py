@@ -9,16 +9,14 @@ process the bed started *is* the ZooKeeper server afterwards (the agent is gone)
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from testbed.consul import ConsulAgent
 from testbed.jvm import FAST_START_JVM, zk_mode, zookeeper_command
-from testbed.procs import Process
+from testbed.procs import Process, agent_argv
 
-AGENT = str(Path(sys.executable).parent / "cluster-bootstrap")
 PORTS = {"client": 2181, "quorum": 2888, "election": 3888}
 
 
@@ -58,31 +56,16 @@ class ZkEnsemble:
         return zookeeper_command(d / "conf" / "zoo.cfg", d / "log", extra_jvm=FAST_START_JVM)
 
     def agent_argv(self, n: int) -> list[str]:
-        d = self.member_dir(n)
-        return [
-            AGENT,
+        return agent_argv(
             "zookeeper",
-            "--cluster",
-            self.cluster,
-            "--expect",
-            str(self.size),
-            "--address",
-            self.host(n),
-            "--bind-address",
-            self.host(n),
-            "--register",
-            "--member-name",
-            f"{self.cluster}-zk{n}",
-            "--timeout",
-            "120",
-            "--data-dir",
-            str(d / "data"),
-            "--conf-dir",
-            str(d / "conf"),
-            *self.extra_args,
-            "--",
-            *self.server_command(n),
-        ]
+            cluster=self.cluster,
+            expect=self.size,
+            address=self.host(n),
+            member_name=f"{self.cluster}-zk{n}",
+            member_dir=self.member_dir(n),
+            command=self.server_command(n),
+            extra=self.extra_args,
+        )
 
     def start(self, n: int) -> Process:
         env = {**os.environ, **self.consul.env()}

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from testbed.consul import ConsulAgent
+from testbed.procs import AGENT
 
-AGENT = str(Path(sys.executable).parent / "cluster-bootstrap")
 ACL_TOKEN = "b1gs3cr3t-management-token"
 
 
