@@ -42,7 +42,7 @@ from bench.common import (
 )
 from bootstrap.model import Claim
 from testbed.consul import ConsulAgent
-from testbed.procs import AGENT
+from testbed.procs import AGENT, agent_args
 from testbed.zookeeper import PORTS, host
 
 FIRST_HOST = 41  # this benchmark's loopback range: 127.0.0.41-43
@@ -90,29 +90,16 @@ class StartScene:
 
     def agent_args(self, cluster: str, member_dir: Path) -> list[str]:
         """The arguments of member 3's start (after the program name)."""
-        address = host(ME, FIRST_HOST)
-        return [
+        return agent_args(
             "zookeeper",
-            "--cluster",
-            cluster,
-            "--expect",
-            "3",
-            "--address",
-            address,
-            "--bind-address",
-            address,
-            "--register",
-            "--member-name",
-            f"{cluster}-zk{ME}",
-            "--timeout",
-            "30",
-            "--data-dir",
-            str(member_dir / "data"),
-            "--conf-dir",
-            str(member_dir / "conf"),
-            "--",
-            EXEC,
-        ]
+            cluster=cluster,
+            expect=3,
+            address=host(ME, FIRST_HOST),
+            member_name=f"{cluster}-zk{ME}",
+            member_dir=member_dir,
+            command=[EXEC],
+            timeout_s=30,
+        )
 
     def env(self) -> dict[str, str]:
         return clean_env(self.consul.env())

@@ -36,7 +36,7 @@ from testbed.jvm import (
     kafka_tool_command,
     peer_libs,
 )
-from testbed.procs import Process, agent_argv
+from testbed.procs import AGENT, Process, agent_args
 
 PORTS = {"broker": 9092, "controller": 9093}
 FIRST_HOST = 21  # Kafka members live on 127.0.0.21 .. 127.0.0.29
@@ -162,16 +162,19 @@ class KafkaCluster:
             "extra": self.extras,
         }
         sets = [arg for k, v in options.items() for arg in ("--set", f"{k}={json.dumps(v)}")]
-        return agent_argv(
-            "kafka",
-            cluster=self.cluster,
-            expect=member.expect,
-            address=member.host,
-            member_name=f"{self.cluster}-{member.name}",
-            member_dir=d,
-            command=self.server_command(member),
-            extra=["--consul-service", member.service, *sets],
-        )
+        return [
+            AGENT,
+            *agent_args(
+                "kafka",
+                cluster=self.cluster,
+                expect=member.expect,
+                address=member.host,
+                member_name=f"{self.cluster}-{member.name}",
+                member_dir=d,
+                command=self.server_command(member),
+                extra=["--consul-service", member.service, *sets],
+            ),
+        ]
 
     def start(self, name: str) -> Process:
         env = {

@@ -102,7 +102,7 @@ class Process:
             return ""
 
 
-def agent_argv(
+def agent_args(
     service: str,
     *,
     cluster: str,
@@ -112,14 +112,14 @@ def agent_argv(
     member_dir: Path,
     command: Sequence[str],
     extra: Sequence[str] = (),
+    timeout_s: float = 120,
 ) -> list[str]:
-    """``cluster-bootstrap <service> ... -- <command>`` for a bed member on its own address.
+    """``<service> ... -- <command>``: the arguments a bed member gives cluster-bootstrap.
 
     The member binds the address it advertises, registers itself, and keeps its data and
     config under ``member_dir``.
     """
     return [
-        AGENT,
         service,
         "--cluster", cluster,
         "--expect", str(expect),
@@ -127,7 +127,7 @@ def agent_argv(
         "--bind-address", address,
         "--register",
         "--member-name", member_name,
-        "--timeout", "120",
+        "--timeout", f"{timeout_s:g}",
         "--data-dir", str(member_dir / "data"),
         "--conf-dir", str(member_dir / "conf"),
         *extra,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from testbed.consul import ConsulAgent
 from testbed.jvm import FAST_START_JVM, zk_mode, zookeeper_command
-from testbed.procs import Process, agent_argv
+from testbed.procs import AGENT, Process, agent_args
 
 PORTS = {"client": 2181, "quorum": 2888, "election": 3888}
 
@@ -56,16 +56,19 @@ class ZkEnsemble:
         return zookeeper_command(d / "conf" / "zoo.cfg", d / "log", extra_jvm=FAST_START_JVM)
 
     def agent_argv(self, n: int) -> list[str]:
-        return agent_argv(
-            "zookeeper",
-            cluster=self.cluster,
-            expect=self.size,
-            address=self.host(n),
-            member_name=f"{self.cluster}-zk{n}",
-            member_dir=self.member_dir(n),
-            command=self.server_command(n),
-            extra=self.extra_args,
-        )
+        return [
+            AGENT,
+            *agent_args(
+                "zookeeper",
+                cluster=self.cluster,
+                expect=self.size,
+                address=self.host(n),
+                member_name=f"{self.cluster}-zk{n}",
+                member_dir=self.member_dir(n),
+                command=self.server_command(n),
+                extra=self.extra_args,
+            ),
+        ]
 
     def start(self, n: int) -> Process:
         env = {**os.environ, **self.consul.env()}

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from testbed.consul import ConsulAgent
-from testbed.procs import wait_until
+from testbed.procs import agent_args, wait_until
 from testbed.zookeeper import host
 from tests.integration.conftest import Result, cluster, consul, consul_acl, spawn_agent
 
@@ -42,31 +42,16 @@ def member_args(
 ) -> list[str]:
     """A zookeeper-adapter member that execs a shell recording the id it was given."""
     d = member_dir(workdir, n)
-    address = address or host(n, FIRST_HOST)
-    return [
+    return agent_args(
         "zookeeper",
-        "--cluster",
-        cluster,
-        "--expect",
-        str(expect),
-        "--timeout",
-        f"{timeout_s:g}",
-        "--address",
-        address,
-        "--bind-address",
-        address,
-        "--register",
-        "--member-name",
-        f"{cluster}-zk{n}",
-        "--data-dir",
-        str(d / "data"),
-        "--conf-dir",
-        str(d / "conf"),
-        "--",
-        "sh",
-        "-c",
-        f'echo "$ZOO_MY_ID" > {shlex.quote(str(d / "exec-saw-id"))}',
-    ]
+        cluster=cluster,
+        expect=expect,
+        address=address or host(n, FIRST_HOST),
+        member_name=f"{cluster}-zk{n}",
+        member_dir=d,
+        command=["sh", "-c", f'echo "$ZOO_MY_ID" > {shlex.quote(str(d / "exec-saw-id"))}'],
+        timeout_s=timeout_s,
+    )
 
 
 def assert_exited_zero(results: Sequence[Result]) -> None:
