@@ -15,6 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 peers:
+	.ci/install-system
 	.ci/install-consul >/dev/null
 	.ci/install-jvm-peers >/dev/null
 
