@@ -13,6 +13,7 @@
     │   └── UntrustedValue          6  a value read from Consul failed validation
     ├── MemberIdError               7  no stable member id (range full, id on disk owned by another)
     ├── PrepareError                8  a service's preparation step failed (e.g. storage format)
+    ├── VoterChangeError           11  the service refused an online voter change (not a conflict)
     └── ExecError                 126  the command after ``--`` cannot be executed
         └── CommandNotFound       127  the command after ``--`` does not exist
 
@@ -90,6 +91,12 @@ class PrepareError(BootstrapError):
     exit_code = 8
 
 
+class VoterChangeError(BootstrapError):
+    """The service refused an online voter change for a reason a retry will not fix."""
+
+    exit_code = 11
+
+
 class ExecError(BootstrapError):
     """The command after ``--`` exists but cannot be executed."""
 
@@ -113,6 +120,7 @@ EXIT_CODES: dict[int, str] = {
     MemberIdError.exit_code: "no stable member id (range full, or id on disk owned by another)",
     PrepareError.exit_code: "service preparation failed (e.g. Kafka storage format)",
     ConsulBadAnswer.exit_code: "Consul answered something that is not what its API documents",
+    VoterChangeError.exit_code: "the service refused an online membership change",
     ExecError.exit_code: "the command after -- cannot be executed",
     CommandNotFound.exit_code: "the command after -- was not found",
     130: "interrupted (SIGINT)",

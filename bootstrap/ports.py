@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from bootstrap.model import (
     ClusterView,
@@ -22,6 +22,9 @@ from bootstrap.model import (
     endpoint,
     local_address,
 )
+
+if TYPE_CHECKING:
+    from bootstrap.voters import VoterChanges
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,13 @@ class ServicePort(AsyncResource, abc.ABC):
             return HealthReport(2, f"down: nothing listens on {host}:{port}")
         writer.close()
         return HealthReport(0, f"up: {host}:{port} accepts connections")
+
+    def voter_changes(self, view: ClusterView) -> VoterChanges | None:
+        """This member's handle on the service's online voter changes (``bootstrap.voters``).
+
+        ``None`` (the default): the service cannot change its voters while it runs.
+        """
+        return None
 
     @abc.abstractmethod
     def render(self, view: ClusterView) -> Rendering:
