@@ -16,10 +16,14 @@ because it holds the cookie::
 EMQX does not read that file by itself: emqx.conf must include it as its *last* line
 (``include "/opt/emqx/etc/cluster.hocon"``; in HOCON a later key wins over the image's
 ``node {...}`` block). Never point ``conf_file`` at ``<data_dir>/configs/cluster.hocon``: that
-file belongs to EMQX, is copied between nodes and cannot hold ``node.*``.
+file belongs to EMQX, is copied between nodes and cannot hold ``node.*``. The node name is also
+set in the environment (``EMQX_NODE_NAME`` and ``EMQX_NODE__NAME``): the image's
+``docker-entrypoint.sh`` exports ``EMQX_NODE_NAME=emqx@<container IP>`` when it is unset,
+``bin/emqx`` copies it into ``EMQX_NODE__NAME``, and the environment beats every file.
 
 With ``output: env`` nothing is written; the server gets (EMQX 5)::
 
+    EMQX_NODE_NAME=emqx@10.0.0.1
     EMQX_NODE__NAME=emqx@10.0.0.1
     EMQX_NODE__COOKIE=<cookie>                  (marked secret: never logged)
     EMQX_CLUSTER__DISCOVERY_STRATEGY="static"
@@ -31,11 +35,17 @@ variables unparsed for ``-name`` and ``-setcookie``, and its HOCON reader takes 
 not parse as the plain string. That is why the cookie is held to ``[A-Za-z][A-Za-z0-9_-]{7,254}``:
 the same string on both paths, nothing a shell, ``sed`` or HOCON could read differently.
 
-EMQX 4.4 (``version: 4``) uses its flat ``emqx.conf`` syntax, values unquoted:
-``node.name``, ``node.cookie``, ``cluster.discovery = static``,
-``cluster.static.seeds = emqx@h1,emqx@h2``; as a file (``<conf_dir>/cluster.conf``, not HOCON)
-or as the same ``EMQX_*`` variables, which the 4.4 image's ``docker-entrypoint.sh`` writes into
-emqx.conf (so the command after ``--`` must go through that script).
+EMQX 4.4 (``version: 4``) takes the environment only (``output: env``, its default):
+``EMQX_NODE_NAME`` and ``EMQX_NODE__NAME``, ``EMQX_NODE_COOKIE`` and ``EMQX_NODE__COOKIE``,
+``EMQX_CLUSTER__DISCOVERY=static``, ``EMQX_CLUSTER__STATIC__SEEDS=emqx@h1,emqx@h2``, unquoted.
+Its entrypoint sets ``EMQX_NODE_NAME=<hostname>@<container IP>`` when unset, and that variable
+wins over ``EMQX_NODE__NAME``; cuttlefish applies the ``EMQX_*`` overrides through the prefix
+``bin/emqx`` exports (nothing is written into emqx.conf). A file form cannot work: the image's
+emqx.conf sets ``node.name``, ``node.cookie`` and ``cluster.discovery = manual``, and its keys win
+over an included file's, so ``output: file`` is refused for 4.4.
+
+A user's own ``EMQX_NODE_*``, ``EMQX_NODE__*`` name or cookie and ``EMQX_CLUSTER__*`` discovery
+variables are refused: they would beat what the agent renders.
 
 Ports: ``mqtt`` 1883 (primary), ``dist`` 4370, ``rpc`` 5369, ``dashboard`` 18083. EMQX derives a
 peer's Erlang distribution and RPC ports from its node name (4370 and 5369 for a name without a
@@ -46,7 +56,7 @@ numeric suffix): they cannot be dynamic host ports and must be the same on every
 Options (``options:`` in the config file, or ``--set``):
 
 - ``version``: ``5`` (default) or ``4`` (EMQX 4.4);
-- ``output``: ``file`` (default) or ``env``;
+- ``output``: ``file`` (default for 5) or ``env`` (default, and the only form, for 4.4);
 - ``conf_file``: path of the rendered file (``output: file`` only);
 - ``node_name_prefix``: the part before ``@`` (default ``emqx``; ``^[0-9A-Za-z_-]+$``, not
   ending in a digit), the same on every member.
@@ -55,8 +65,9 @@ Node names need an IPv4 address or a fully qualified host name (EMQX runs long n
 ``inet6_tcp`` distribution, which this adapter does not configure, and is refused.
 
 No EMQX server runs in this project's tests: none can be had from the package registries this
-machine reaches. The output is verified by parsing it with pyhocon and comparing it with what
-EMQX documents and what its start scripts read.
+machine reaches. The output is parsed back with pyhocon, run through a model of the images'
+start scripts (``tests/emqx_image.py``), and its names, cookie and seeds form a cluster of real
+Erlang nodes (``tests/integration/test_emqx_erlang.py``).
 """
 
 from __future__ import annotations
@@ -70,6 +81,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from adapters.images import emqx_env_problems
 from bootstrap.errors import RenderError, UsageError
 from bootstrap.model import (
     ClusterView,
@@ -84,7 +96,7 @@ from bootstrap.ports import HealthCheck, ServicePort, options_with_defaults
 
 DEFAULTS: dict[str, Any] = {
     "version": 5,
-    "output": "file",
+    "output": None,  # file for EMQX 5, env for 4.4 (the only form 4.4 cannot override)
     "conf_file": None,
     "node_name_prefix": "emqx",
 }
@@ -94,6 +106,10 @@ DIST_PORT = 4370  # Erlang distribution for a node name without a numeric suffix
 RPC_PORT = 5369  # gen_rpc, likewise
 COOKIE_NAME = "cookie"
 COOKIE_ENV = "EMQX_NODE__COOKIE"
+# Both names: the image's entrypoint fills EMQX_NODE_NAME when it is unset (with the container's
+# IP), and the start scripts prefer it over EMQX_NODE__NAME and over every file.
+NAME_ENV = ("EMQX_NODE_NAME", "EMQX_NODE__NAME")
+COOKIE_ENV_4 = ("EMQX_NODE_COOKIE", COOKIE_ENV)  # 4.4's bin/emqx reads the first for its tools
 
 _PREFIX = re.compile(r"[0-9A-Za-z_-]+")  # used with fullmatch: "$" would let a final "\n" in
 _COOKIE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{7,254}")
@@ -131,7 +147,7 @@ class EmqxService(ServicePort):
         version = None if isinstance(raw_version, bool) else VERSIONS.get(str(raw_version))
         if version is None:
             problems.append(f"options.version: {raw_version!r} is not 5 or 4 (EMQX 4.4)")
-        output = opts["output"]
+        output = opts["output"] or ("env" if version == 4 else "file")
         if output not in OUTPUTS:
             problems.append(f"options.output: {output!r} is not one of {', '.join(OUTPUTS)}")
         conf_file = opts["conf_file"]
@@ -139,6 +155,13 @@ class EmqxService(ServicePort):
             problems.append(f"options.conf_file: {conf_file!r} is not a path")
         elif conf_file is not None and output == "env":
             problems.append("options.conf_file: only used with output: file")
+        if version == 4 and output == "file":
+            problems.append(
+                "options.output: file does not work with EMQX 4.4: the keys of the image's "
+                "emqx.conf (node.name, node.cookie, cluster.discovery) win over an included "
+                "file's; use output: env"
+            )
+        problems += emqx_env_problems(self.environ)
         prefix = opts["node_name_prefix"]
         if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
             problems.append(f"options.node_name_prefix: {prefix!r} is not ^[0-9A-Za-z_-]+$")
@@ -189,7 +212,12 @@ class EmqxService(ServicePort):
                 "render to etc/ and include it from emqx.conf"
             )
         content = self._file(name, cookie, seeds)
-        return Rendering((RenderedFile(path, content, mode=0o600, secret=True),))
+        # The name goes in the environment too: the image's entrypoint would otherwise export
+        # EMQX_NODE_NAME=emqx@<container IP>, which beats the file.
+        return Rendering(
+            (RenderedFile(path, content, mode=0o600, secret=True),),
+            env=dict.fromkeys(NAME_ENV, name),
+        )
 
     def _file(self, name: str, cookie: str, seeds: list[str]) -> str:
         if self.version == 4:
@@ -214,14 +242,15 @@ class EmqxService(ServicePort):
 
     def _env(self, name: str, cookie: str, seeds: list[str]) -> Rendering:
         # Node name and cookie stay unquoted: EMQX's start script reads them unparsed.
-        env = {"EMQX_NODE__NAME": name, COOKIE_ENV: cookie}
+        cookie_names = COOKIE_ENV_4 if self.version == 4 else (COOKIE_ENV,)
+        env = dict.fromkeys(NAME_ENV, name) | dict.fromkeys(cookie_names, cookie)
         if self.version == 4:
             env["EMQX_CLUSTER__DISCOVERY"] = "static"
             env["EMQX_CLUSTER__STATIC__SEEDS"] = ",".join(seeds)
         else:
             env["EMQX_CLUSTER__DISCOVERY_STRATEGY"] = hocon_string("static")
             env["EMQX_CLUSTER__STATIC__SEEDS"] = f"[{','.join(hocon_string(s) for s in seeds)}]"
-        return Rendering(env=env, secret_env=frozenset({COOKIE_ENV}))
+        return Rendering(env=env, secret_env=frozenset(cookie_names))
 
 
 def _cookie(shared: Mapping[str, str]) -> str:

@@ -17,6 +17,15 @@ Options: ``tick_time``, ``init_limit``, ``sync_limit``, ``datalog_dir``, ``four_
 the first start and never rewritten: ZooKeeper owns both files from then on), ``conf_file``,
 ``extra`` (a mapping of further zoo.cfg keys, like the official image's ZOO_CFG_EXTRA; keys
 that shape the ensemble are refused).
+
+The official image's ``ZOO_*`` variables are read with the image's meaning (``adapters/images.py``;
+options win): ``ZOO_TICK_TIME``, ``ZOO_INIT_LIMIT``, ``ZOO_SYNC_LIMIT``, ``ZOO_DATA_LOG_DIR``,
+``ZOO_4LW_COMMANDS_WHITELIST``, ``ZOO_ADMINSERVER_ENABLED``, ``ZOO_MAX_CLIENT_CNXNS``,
+``ZOO_AUTOPURGE_PURGEINTERVAL``, ``ZOO_AUTOPURGE_SNAPRETAINCOUNT`` and ``ZOO_CFG_EXTRA``.
+``ZOO_MY_ID``, ``ZOO_SERVERS`` and a ``ZOO_STANDALONE_ENABLED`` other than the image's ``true``
+are refused: the agent decides the ensemble. ``ZOO_DATA_DIR``/``ZOO_CONF_DIR`` must name the
+agent's directories. With the image's data dir ``/data`` and no ``datalog_dir``, transaction
+logs go to ``/datalog``, the image's own volume.
 """
 
 from __future__ import annotations
@@ -27,7 +36,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bootstrap.errors import MemberIdError, UsageError
+from adapters.images import zookeeper_dir_problems, zookeeper_options
+from bootstrap.errors import MemberIdError, RenderError, UsageError
 from bootstrap.model import (
     ClusterView,
     Me,
@@ -51,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "conf_file": None,
     "extra": {},
 }
+IMAGE_DATALOG_DIR = "/datalog"  # the official image's volume for transaction logs
 # Keys only the adapter may write: they decide who is in the ensemble and how it forms.
 RESERVED = re.compile(
     r"^(server\.\d+|group\.\d+|weight\.\d+|dataDir|dataLogDir|clientPort|clientPortAddress|"
@@ -73,6 +84,7 @@ class ZooKeeperService(ServicePort):
     ) -> None:
         super().__init__(options, environ)
         problems: list[str] = []
+        options = zookeeper_options(self.environ, options, problems)  # the image's ZOO_* too
         self.opts = options_with_defaults("ZooKeeper", options, DEFAULTS, problems)
         for key in ("tick_time", "init_limit", "sync_limit"):
             value = self.opts[key]
@@ -111,6 +123,9 @@ class ZooKeeperService(ServicePort):
 
     def render(self, view: ClusterView) -> Rendering:
         me = view.me
+        dirs = {"data dir": str(me.data_dir), "conf dir": str(me.conf_dir)}
+        if problems := zookeeper_dir_problems(self.environ, dirs):
+            raise RenderError("; ".join(problems))
         any_address = is_any_address(me.bind_address)
         servers = [self.server_line(m, with_client_address=not any_address) for m in view.members]
         o = self.opts
@@ -121,8 +136,11 @@ class ZooKeeperService(ServicePort):
             f"syncLimit={o['sync_limit']}",
             f"dataDir={me.data_dir}",
         ]
-        if o["datalog_dir"]:
-            static.append(f"dataLogDir={o['datalog_dir']}")
+        datalog = o["datalog_dir"]
+        if datalog is None and me.data_dir == Path(self.default_data_dir):
+            datalog = IMAGE_DATALOG_DIR  # the image's layout: transaction logs on their own volume
+        if datalog:
+            static.append(f"dataLogDir={datalog}")
         static += [
             "standaloneEnabled=false",
             f"quorumListenOnAllIPs={'true' if any_address else 'false'}",

@@ -78,17 +78,6 @@ def emqx_env_value(raw: str) -> Any:
         return raw
 
 
-def cuttlefish(text: str) -> dict[str, str]:
-    """EMQX 4.4's emqx.conf syntax: ``key = value`` lines, value unquoted to the line's end."""
-    pairs = {}
-    for line in text.splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            key, sep, value = line.partition("=")
-            assert sep, line
-            pairs[key.strip()] = value.strip()
-    return pairs
-
-
 def test_file_form_parses_to_node_name_cookie_and_static_seeds() -> None:
     """Proves the EMQX 5 file is HOCON holding node.name, node.cookie and the static seeds."""
     conf = ConfigFactory.parse_string(only_file(render(build_view())))
@@ -124,11 +113,12 @@ def test_file_holding_the_cookie_is_secret_and_written_0600(tmp_path: Path) -> N
 
 
 def test_cookie_appears_only_on_the_cookie_line() -> None:
-    """Proves the file form carries the cookie on node.cookie alone and puts none in the env."""
+    """Proves the file form carries the cookie on node.cookie alone; the env holds only the name."""
     rendering = render(build_view())
     lines = [line for line in only_file(rendering).splitlines() if COOKIE in line]
     assert lines == [f'node.cookie = "{COOKIE}"']
-    assert rendering.env == {}
+    assert rendering.env == {"EMQX_NODE_NAME": "emqx@10.0.0.1", "EMQX_NODE__NAME": "emqx@10.0.0.1"}
+    assert rendering.secret_env == frozenset()
 
 
 def test_env_form_values_read_as_emqx_reads_them() -> None:
@@ -137,6 +127,7 @@ def test_env_form_values_read_as_emqx_reads_them() -> None:
     env = rendering.env
     assert rendering.files == ()
     assert set(env) == {
+        "EMQX_NODE_NAME",
         "EMQX_NODE__NAME",
         "EMQX_NODE__COOKIE",
         "EMQX_CLUSTER__DISCOVERY_STRATEGY",
@@ -147,7 +138,7 @@ def test_env_form_values_read_as_emqx_reads_them() -> None:
     strategy = ConfigFactory.parse_string(f"k = {env['EMQX_CLUSTER__DISCOVERY_STRATEGY']}")["k"]
     assert strategy == "static"
     # bin/common_defs2.sh uses these two unparsed for -name/-setcookie: no quotes allowed.
-    assert env["EMQX_NODE__NAME"] == "emqx@10.0.0.1"
+    assert env["EMQX_NODE_NAME"] == env["EMQX_NODE__NAME"] == "emqx@10.0.0.1"
     assert env["EMQX_NODE__COOKIE"] == COOKIE
     assert emqx_env_value(env["EMQX_NODE__NAME"]) == "emqx@10.0.0.1"
     assert emqx_env_value(env["EMQX_NODE__COOKIE"]) == COOKIE
@@ -161,29 +152,19 @@ def test_env_form_marks_the_cookie_secret_and_keeps_it_out_of_other_values() -> 
     assert holders == {"EMQX_NODE__COOKIE"}
 
 
-def test_emqx_44_file_form_uses_flat_unquoted_keys(tmp_path: Path) -> None:
-    """Proves the 4.4 file: node.name, node.cookie, cluster.discovery, comma-joined seeds."""
-    rendering = render(build_view(base=tmp_path), version=4)
-    (rendered,) = rendering.files
-    assert rendered.path == tmp_path / "etc" / "cluster.conf" and rendered.secret
-    assert cuttlefish(rendered.content) == {
-        "node.name": "emqx@10.0.0.1",
-        "node.cookie": COOKIE,
-        "cluster.discovery": "static",
-        "cluster.static.seeds": "emqx@10.0.0.1,emqx@10.0.0.2,emqx@10.0.0.3",
-    }
-
-
 def test_emqx_44_env_form_uses_plain_values() -> None:
-    """Proves the 4.4 env form: plain values, as the 4.4 image writes them into emqx.conf."""
-    rendering = render(build_view(), version="4.4", output="env")
+    """Proves the 4.4 env form (its default): plain values, both spellings of name and cookie."""
+    rendering = render(build_view(), version="4.4")
+    assert rendering.files == ()
     assert rendering.env == {
+        "EMQX_NODE_NAME": "emqx@10.0.0.1",
         "EMQX_NODE__NAME": "emqx@10.0.0.1",
+        "EMQX_NODE_COOKIE": COOKIE,
         "EMQX_NODE__COOKIE": COOKIE,
         "EMQX_CLUSTER__DISCOVERY": "static",
         "EMQX_CLUSTER__STATIC__SEEDS": "emqx@10.0.0.1,emqx@10.0.0.2,emqx@10.0.0.3",
     }
-    assert rendering.secret_env == frozenset({"EMQX_NODE__COOKIE"})
+    assert rendering.secret_env == frozenset({"EMQX_NODE_COOKIE", "EMQX_NODE__COOKIE"})
 
 
 @pytest.mark.parametrize(
