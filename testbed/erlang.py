@@ -16,6 +16,7 @@ own. A missing ``erl`` is an error, never a skip.
 from __future__ import annotations
 
 import ipaddress
+import os
 import selectors
 import shutil
 import subprocess
@@ -128,7 +129,7 @@ class ErlangNode:
             while time.monotonic() < deadline:
                 if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
                     continue
-                chunk = self.proc.stdout.read1(65536)
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
                 if not chunk:
                     break  # the node exited
                 buffer += chunk
