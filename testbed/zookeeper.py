@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from testbed.consul import ConsulAgent
@@ -36,8 +36,10 @@ class ZkEnsemble:
         cluster: str,
         extra_args: Iterable[str] = (),
         first_host: int = 11,
+        member_env: Callable[[int], dict[str, str]] | None = None,
     ) -> None:
         self.first_host = first_host
+        self.member_env = member_env  # more environment for member n's agent (image variables)
         self.consul = consul
         self.workdir = workdir
         self.size = size
@@ -71,7 +73,7 @@ class ZkEnsemble:
         ]
 
     def start(self, n: int) -> Process:
-        env = {**os.environ, **self.consul.env()}
+        env = {**os.environ, **self.consul.env(), **(self.member_env(n) if self.member_env else {})}
         self.procs[n] = Process(self.agent_argv(n), self.member_dir(n) / "member.log", env=env)
         return self.procs[n]
 
