@@ -134,10 +134,12 @@ KAFKA_LAUNCH_ONLY_VARS: dict[str, str] = {
     "KAFKA_LOG4J_ROOT_LOGLEVEL": "use KAFKA_LOG4J_OPTS with a log4j file of your own",
     "KAFKA_LOG4J_LOGGERS": "use KAFKA_LOG4J_OPTS with a log4j file of your own",
     "KAFKA_TOOLS_LOG4J_LOGLEVEL": "use KAFKA_LOG4J_OPTS with a log4j file of your own",
-    "KAFKA_HEAP_OPT": "the variable is KAFKA_HEAP_OPTS",
-    "KAFKA_VERSION": "the image's own label; nothing reads it",
 }
-KAFKA_NON_PROPERTY_VARS = KAFKA_RUN_CLASS_VARS | frozenset(KAFKA_LAUNCH_ONLY_VARS)
+# Other names of the image's that are no properties either (and need no warning).
+KAFKA_IMAGE_NAMES = frozenset({"KAFKA_HEAP_OPT", "KAFKA_VERSION"})
+KAFKA_NON_PROPERTY_VARS = (
+    KAFKA_RUN_CLASS_VARS | frozenset(KAFKA_LAUNCH_ONLY_VARS) | KAFKA_IMAGE_NAMES
+)
 KAFKA_SHARED_CONFIG_DIR = "/mnt/shared/config"  # merged by the image's wrapper, not by the agent
 
 

@@ -73,8 +73,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from adapters.images import (
+    CLUSTER_ID_VAR,
+    IMAGE_DEFAULT_CLUSTER_ID,
+    KAFKA_NON_PROPERTY_VARS,
+    KAFKA_SHARED_CONFIG_DIR,
+    kafka_not_honoured,
+)
 from adapters.zookeeper import ZooKeeperService
 from bootstrap.errors import MemberIdError, PrepareError, RenderError, UsageError
+from bootstrap.log import log
 from bootstrap.model import (
     ClusterView,
     Me,
@@ -117,23 +125,7 @@ CLUSTER_ID = "cluster_id"
 FORMAT_TIMEOUT_S = 180.0
 
 # Variables of the apache/kafka image and of kafka-run-class.sh that are not properties.
-NON_PROPERTY_VARS = frozenset(
-    {
-        "KAFKA_HEAP_OPTS",
-        "KAFKA_HEAP_OPT",
-        "KAFKA_OPTS",
-        "KAFKA_JVM_PERFORMANCE_OPTS",
-        "KAFKA_LOG4J_OPTS",
-        "KAFKA_GC_LOG_OPTS",
-        "KAFKA_JMX_OPTS",
-        "KAFKA_DEBUG",
-        "KAFKA_HOME",
-        "KAFKA_VERSION",
-        "KAFKA_LOG4J_ROOT_LOGLEVEL",
-        "KAFKA_LOG4J_LOGGERS",
-        "KAFKA_TOOLS_LOG4J_LOGLEVEL",
-    }
-)
+NON_PROPERTY_VARS = KAFKA_NON_PROPERTY_VARS
 # Keys only the adapter may write: they decide who is in the cluster and how members meet.
 RESERVED = re.compile(
     r"^(node\.id|broker\.id|broker\.id\.generation\.enable|process\.roles|cluster\.id|"
@@ -157,6 +149,7 @@ class KafkaService(ServicePort):
     port_labels: ClassVar[Mapping[str, int]] = {"broker": 9092, "controller": 9093}
     default_data_dir = "/var/lib/kafka/data"
     default_conf_dir = "/opt/kafka/config/cluster-bootstrap"
+    shared_config_dir = Path(KAFKA_SHARED_CONFIG_DIR)  # the image merges it; the agent does not
 
     def __init__(
         self, options: Mapping[str, Any], environ: Mapping[str, str] | None = None
@@ -195,6 +188,13 @@ class KafkaService(ServicePort):
         self.storage_tool = _storage_tool(o["storage_tool"], problems)
         self.id_range = self._id_range(problems)
         self.extra = {**self._extras_from_env(problems), **_extras(o["extra"], problems)}
+        # The apache/kafka image formats its storage with CLUSTER_ID: it seeds the shared id.
+        self.image_cluster_id = self.environ.get(CLUSTER_ID_VAR) or None
+        if self.image_cluster_id is not None and not _valid_cluster_id(self.image_cluster_id):
+            problems.append(
+                f"{CLUSTER_ID_VAR}: {self.image_cluster_id[:40]!r} is not a Kafka cluster id "
+                "(22 characters of base64url, as kafka-storage random-uuid prints)"
+            )
         if problems:
             raise UsageError(problems)
 
@@ -251,7 +251,9 @@ class KafkaService(ServicePort):
     def shared_values(self) -> Sequence[SharedValue]:
         if self.zookeeper_mode:
             return ()
-        return (SharedValue(CLUSTER_ID, secret=False, create=new_cluster_id),)
+        image_id = self.image_cluster_id
+        create = (lambda: image_id) if image_id else new_cluster_id
+        return (SharedValue(CLUSTER_ID, secret=False, create=create),)
 
     def member_id_on_disk(self, me: Me) -> int | None:
         path = me.data_dir / "meta.properties"
@@ -272,6 +274,8 @@ class KafkaService(ServicePort):
             raise RenderError(
                 f"address {me.address} cannot be advertised to clients and peers: give --address"
             )
+        for warning in self.not_honoured():
+            log.warning("%s", warning)
         lines = self._zookeeper_lines(view) if self.zookeeper_mode else self._kraft_lines(view)
         lines += [f"{key}={value}" for key, value in sorted(self.extra.items())]
         conf = self.conf_file(me)
@@ -328,12 +332,28 @@ class KafkaService(ServicePort):
     def cluster_id(self, view: ClusterView) -> str:
         """The shared cluster id, checked: it goes on the storage tool's command line."""
         value = view.shared.get(CLUSTER_ID, "")
-        if not _CLUSTER_ID.fullmatch(value) or value.startswith("-"):
+        if not _valid_cluster_id(value):
             raise RenderError(
                 f"shared cluster id {value[:40]!r} from Consul KV is not a Kafka cluster id "
                 "(22 characters of base64url, as kafka-storage random-uuid prints)"
             )
+        if self.image_cluster_id is not None and value != self.image_cluster_id:
+            raise RenderError(
+                f"{CLUSTER_ID_VAR}={self.image_cluster_id} but the cluster's shared id in Consul "
+                f"KV is {value}: one cluster has one id (unset {CLUSTER_ID_VAR} to join it)"
+            )
         return value
+
+    def not_honoured(self) -> list[str]:
+        """Warnings for the image's features that do nothing when the agent starts Kafka."""
+        try:
+            shared = [p.name for p in self.shared_config_dir.iterdir() if p.is_file()]
+        except OSError:
+            shared = []
+        warnings = kafka_not_honoured(self.environ, shared)
+        if self.zookeeper_mode and self.image_cluster_id is not None:
+            warnings.append(f"{CLUSTER_ID_VAR} is set but unused in ZooKeeper mode")
+        return warnings
 
     def controllers(self, view: ClusterView) -> tuple[Member, ...]:
         """The controller quorum: this group's members, or (broker-only) the controllers' group."""
@@ -368,9 +388,15 @@ class KafkaService(ServicePort):
         found = {"cluster.id": cluster_id, "node.id": str(view.member_id)}
         for key, wanted in found.items():
             if meta.get(key) != wanted:
+                hint = "storage formatted for another cluster or member; move it away to re-format"
+                if key == "cluster.id" and meta.get(key) == IMAGE_DEFAULT_CLUSTER_ID:
+                    hint = (
+                        "formatted by the apache/kafka image with its default CLUSTER_ID; a new "
+                        f"cluster can adopt it with {CLUSTER_ID_VAR}={IMAGE_DEFAULT_CLUSTER_ID}"
+                    )
                 raise PrepareError(
                     f"{meta_path}: {key} is {meta.get(key)!r} but this member's is {wanted!r} "
-                    "(storage formatted for another cluster or member; move it away to re-format)"
+                    f"({hint})"
                 )
 
     def format_command(self, view: ClusterView, cluster_id: str) -> list[str]:
@@ -477,6 +503,10 @@ def read_properties(path: Path) -> dict[str, str]:
         key, _, value = line.partition("=")
         values[key.strip()] = value.strip()
     return values
+
+
+def _valid_cluster_id(value: str) -> bool:
+    return bool(_CLUSTER_ID.fullmatch(value)) and not value.startswith("-")
 
 
 def _line_problem(key: str, value: str) -> str | None:

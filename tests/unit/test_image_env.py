@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from adapters import images
+from adapters.kafka import KafkaService
 from adapters.zookeeper import ZooKeeperService
-from bootstrap.errors import RenderError, UsageError
+from bootstrap.errors import PrepareError, RenderError, UsageError
 from bootstrap.model import ClusterView, Me, Member
 
 # -- zookeeper ---------------------------------------------------------------------------------
@@ -169,3 +170,92 @@ def test_transaction_logs_follow_the_image_layout_only_with_its_data_dir() -> No
     assert zoo_cfg({})["dataLogDir"] == "/datalog"
     assert "dataLogDir" not in zoo_cfg({}, image_view("/srv/zk/data", "/srv/zk/conf"))
     assert zoo_cfg({}, datalog_dir="/fast")["dataLogDir"] == "/fast"
+
+
+# -- apache/kafka --------------------------------------------------------------------------------
+
+# What the image's launch script reads that is not a property (the agent bypasses that script).
+KAFKA_LAUNCH_READS = (
+    "KAFKA_JMX_PORT",
+    "KAFKA_JMX_HOSTNAME",
+    "KAFKA_LOG4J_ROOT_LOGLEVEL",
+    "KAFKA_LOG4J_LOGGERS",
+    "KAFKA_TOOLS_LOG4J_LOGLEVEL",
+)
+# What kafka-run-class.sh reads by itself: it keeps working under the agent.
+KAFKA_RUN_CLASS_READS = ("KAFKA_HEAP_OPTS", "KAFKA_OPTS", "KAFKA_JMX_OPTS", "KAFKA_LOG4J_OPTS")
+IMAGE_ID = "5L6g3nShT-eMCtK--X86sw"  # the image formats with this id when CLUSTER_ID is unset
+OTHER_ID = "MkU3OEVBNTcwNTJENDM2Qg"
+
+
+def kafka_view(tmp_path: Path, cluster_id: str) -> ClusterView:
+    ports = {"broker": 9092, "controller": 9093}
+    members = tuple(Member(i, f"10.0.0.{i}", ports, f"k{i}") for i in (1, 2, 3))
+    me = Me("k1", "10.0.0.1", ports, "0.0.0.0", ports, tmp_path / "data", tmp_path / "conf")
+    return ClusterView(me, 1, members, {"cluster_id": cluster_id}, {})
+
+
+def test_launch_script_variables_are_never_properties_and_are_warned_about(
+    tmp_path: Path,
+) -> None:
+    """Proves KAFKA_JMX_HOSTNAME etc. do not become jmx.hostname etc., and each gets a warning."""
+    env = dict.fromkeys(KAFKA_LAUNCH_READS + KAFKA_RUN_CLASS_READS, "x")
+    kafka = KafkaService({}, env)
+    kafka.shared_config_dir = tmp_path / "none"
+    assert kafka.extra == {}
+    props = kafka.render(kafka_view(tmp_path, OTHER_ID)).files[0].content
+    assert "jmx" not in props and "log4j" not in props
+    warnings = kafka.not_honoured()
+    assert [w.split()[0] for w in warnings] == sorted(KAFKA_LAUNCH_READS)
+    assert {w.split()[0] for w in warnings}.isdisjoint(KAFKA_RUN_CLASS_READS)
+    assert "JMX_PORT" in next(w for w in warnings if w.startswith("KAFKA_JMX_PORT"))
+
+
+def test_files_in_the_images_shared_config_dir_are_warned_about(tmp_path: Path) -> None:
+    """Proves files the image would merge from /mnt/shared/config are named in a warning."""
+    kafka = KafkaService({}, {})
+    kafka.shared_config_dir = tmp_path
+    assert kafka.not_honoured() == []
+    (tmp_path / "server.properties").write_text("num.partitions=6\n")
+    (warning,) = kafka.not_honoured()
+    assert "server.properties" in warning and "does not merge" in warning
+
+
+def test_cluster_id_variable_seeds_the_shared_id() -> None:
+    """Proves CLUSTER_ID is what the shared cluster id is created with (the CAS value)."""
+    (shared,) = KafkaService({}, {"CLUSTER_ID": IMAGE_ID}).shared_values()
+    assert shared.create() == IMAGE_ID
+    (fresh,) = KafkaService({}, {}).shared_values()
+    assert fresh.create() != fresh.create()
+
+
+def test_cluster_id_variable_disagreeing_with_the_shared_one_is_one_render_error(
+    tmp_path: Path,
+) -> None:
+    """Proves CLUSTER_ID against another shared id in Consul is one clear line, exit 6."""
+    kafka = KafkaService({}, {"CLUSTER_ID": IMAGE_ID})
+    with pytest.raises(RenderError, match=f"CLUSTER_ID={IMAGE_ID} but the cluster's shared id"):
+        kafka.render(kafka_view(tmp_path, OTHER_ID))
+    assert RenderError.exit_code == 6
+    assert kafka.render(kafka_view(tmp_path, IMAGE_ID)).files
+
+
+def test_a_malformed_cluster_id_variable_is_a_usage_error() -> None:
+    """Proves a CLUSTER_ID the storage tool would refuse (or read as a flag) fails at once."""
+    for value in ("short", "-" + IMAGE_ID[1:], IMAGE_ID + "\n"):
+        with pytest.raises(UsageError, match="CLUSTER_ID"):
+            KafkaService({}, {"CLUSTER_ID": value})
+
+
+async def test_storage_formatted_with_the_images_default_id_says_how_to_adopt_it(
+    tmp_path: Path,
+) -> None:
+    """Proves the prepare error for the image's default-id storage names CLUSTER_ID as the way."""
+    view = kafka_view(tmp_path, OTHER_ID)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "meta.properties").write_text(
+        f"version=1\ncluster.id={IMAGE_ID}\nnode.id=1\n"
+    )
+    kafka = KafkaService({}, {})
+    with pytest.raises(PrepareError, match=f"adopt it with CLUSTER_ID={IMAGE_ID}"):
+        await kafka.prepare(view, kafka.render(view), ["kafka-server-start.sh"])
