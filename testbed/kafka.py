@@ -176,11 +176,13 @@ class KafkaCluster:
             ),
         ]
 
-    def start(self, name: str) -> Process:
+    def start(self, name: str, env_more: Mapping[str, str] | None = None) -> Process:
+        """Start member ``name``'s agent; ``env_more`` adds variables (the image's, say)."""
         env = {
             k: v for k, v in os.environ.items() if not k.startswith(("CONSUL_", "NOMAD_", "KAFKA_"))
         }
         env.update(self.consul.env())
+        env.update(env_more or {})
         member = self.members[name]
         self.procs[name] = Process(
             self.agent_argv(member), self.member_dir(name) / "member.log", env=env
