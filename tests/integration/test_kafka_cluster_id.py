@@ -44,7 +44,8 @@ def test_cluster_id_variable_adopts_storage_the_image_formatted(
     consul: ConsulAgent, cluster: str, tmp_path: Path
 ) -> None:
     """Proves with CLUSTER_ID set, the shared id is created with it and the broker serves on the
-    image-formatted storage; without it the start stops with exit 8 naming CLUSTER_ID."""
+    image-formatted storage; without it the start stops with exit 8 naming CLUSTER_ID. Also a
+    set KAFKA_JMX_HOSTNAME becomes no property and is warned about in the start's log."""
     before = combined(f"{cluster}-a", size=1, first_host=FIRST_HOST)
     with KafkaCluster(consul, tmp_path / "without", f"{cluster}-a", before) as kafka:
         formatted_by_the_image(kafka, "k1")
@@ -54,7 +55,8 @@ def test_cluster_id_variable_adopts_storage_the_image_formatted(
     after = combined(cluster, size=1, first_host=FIRST_HOST)
     with KafkaCluster(consul, tmp_path / "with", cluster, after) as kafka:
         formatted_by_the_image(kafka, "k1")
-        kafka.start("k1", {"CLUSTER_ID": IMAGE_DEFAULT_CLUSTER_ID})
+        image_env = {"CLUSTER_ID": IMAGE_DEFAULT_CLUSTER_ID, "KAFKA_JMX_HOSTNAME": "10.9.9.9"}
+        kafka.start("k1", image_env)
         answers = kafka.wait_formed()
         assert answers["k1"][0] == IMAGE_DEFAULT_CLUSTER_ID
         status, value = consul.request(
@@ -62,6 +64,10 @@ def test_cluster_id_variable_adopts_storage_the_image_formatted(
         )
         assert status == 200 and value == IMAGE_DEFAULT_CLUSTER_ID
         assert metadata(kafka.members["k1"].host, PORTS["broker"]) is not None
+        # The launch script's variable is no property, and the start says it does nothing.
+        assert "jmx" not in kafka.conf_file("k1").read_text()
+        log = (kafka.member_dir("k1") / "member.log").read_text()
+        assert "KAFKA_JMX_HOSTNAME is set but only the apache/kafka launch script" in log
 
 
 def test_cluster_id_variable_against_another_shared_id_is_one_line_exit_6(
