@@ -17,9 +17,12 @@ from pyhocon import ConfigFactory
 
 from adapters.emqx import EmqxService, new_cookie
 from bootstrap.files import write_all
-from bootstrap.model import ClusterView, Me, Member, Rendering
+from bootstrap.model import ClusterView, Me, Member, RenderedFile, Rendering
+from testbed.consul import ConsulAgent
 from testbed.erlang import ErlangNode
+from testbed.procs import agent_args
 from tests import emqx_image
+from tests.integration.conftest import finish, spawn_agent
 
 ADDRESSES = ("127.0.0.71", "127.0.0.72", "127.0.0.73")
 OUTSIDER = "127.0.0.74"
@@ -54,6 +57,28 @@ def started_44(rendering: Rendering) -> tuple[str, str, list[str]]:
     return settings["node.name"], settings["node.cookie"], seeds
 
 
+def prove_one_cluster(started: list[tuple[str, str, list[str]]], cookie: str) -> None:
+    """Start one Erlang node per (name, cookie, seeds); each must reach every seed, an outsider
+    with another cookie none."""
+    names = [name for name, _, _ in started]
+    assert names == [f"emqx@{a}" for a in ADDRESSES]
+    assert {c for _, c, _ in started} == {cookie}
+    seed_lists = {tuple(seeds) for _, _, seeds in started}
+    assert len(seed_lists) == 1, seed_lists  # one list (in member-id order) on every node
+    assert sorted(seed_lists.pop()) == sorted(names)
+    with ExitStack() as stack:
+        nodes = [stack.enter_context(ErlangNode(n, c, s)) for n, c, s in started]
+        probes = [node.probe(timeout_s=60) for node in nodes]
+        outsider = stack.enter_context(
+            ErlangNode(f"emqx@{OUTSIDER}", new_cookie(), names, ping_deadline_s=2)
+        )
+        stranger = outsider.probe(timeout_s=30)
+    assert [p.node for p in probes] == names  # the seeds parse as the nodes' real names
+    for probe in probes:
+        assert probe.pings == dict.fromkeys(names, "pong"), probe
+    assert stranger.pings == dict.fromkeys(names, "pang")
+
+
 FORMS: dict[str, tuple[dict[str, object], Callable[[Rendering], tuple[str, str, list[str]]]]] = {
     "emqx5-file": ({"output": "file"}, started_5),
     "emqx5-env": ({"output": "env"}, started_5),
@@ -71,21 +96,7 @@ def test_rendered_names_and_cookie_form_an_erlang_cluster(form: str, tmp_path: P
         start(EmqxService(options).render(view(n, cookie, tmp_path / f"m{n}")))
         for n in range(len(ADDRESSES))
     ]
-    names = [name for name, _, _ in started]
-    assert names == [f"emqx@{a}" for a in ADDRESSES]
-    assert {c for _, c, _ in started} == {cookie}
-    assert all(seeds == names for _, _, seeds in started)  # one list, in id order, on every node
-    with ExitStack() as stack:
-        nodes = [stack.enter_context(ErlangNode(n, c, s)) for n, c, s in started]
-        probes = [node.probe(timeout_s=60) for node in nodes]
-        outsider = stack.enter_context(
-            ErlangNode(f"emqx@{OUTSIDER}", new_cookie(), names, ping_deadline_s=2)
-        )
-        stranger = outsider.probe(timeout_s=30)
-    assert [p.node for p in probes] == names  # the seeds parse as the nodes' real names
-    for probe in probes:
-        assert probe.pings == dict.fromkeys(names, "pong"), probe
-    assert stranger.pings == dict.fromkeys(names, "pang")
+    prove_one_cluster(started, cookie)
 
 
 def test_a_seed_that_is_not_a_node_name_is_unreachable() -> None:
@@ -94,3 +105,43 @@ def test_a_seed_that_is_not_a_node_name_is_unreachable() -> None:
     with ErlangNode(f"emqx@{ADDRESSES[0]}", cookie, ["emqx@127.0.0.79"], ping_deadline_s=1) as node:
         probe = node.probe(timeout_s=30)
     assert probe.pings == {"emqx@127.0.0.79": "pang"}
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_names_from_real_agent_starts_form_an_erlang_cluster(
+    consul: ConsulAgent, cluster: str, form: str, tmp_path: Path
+) -> None:
+    """Proves the same end to end: three agents find each other through a real Consul agent and
+    exec a command that keeps their environment; the nodes started from it form one cluster."""
+    options, start = FORMS[form]
+    sets = [arg for k, v in options.items() for arg in ("--set", f"{k}={v}")]
+    procs = [
+        spawn_agent(
+            agent_args(
+                "emqx",
+                cluster=cluster,
+                expect=len(ADDRESSES),
+                address=address,
+                member_name=f"{cluster}-{n}",
+                member_dir=tmp_path / f"m{n}",
+                command=["sh", "-c", f"env -0 > '{tmp_path}/m{n}.env'"],
+                extra=sets,
+            ),
+            consul.env(),
+        )
+        for n, address in enumerate(ADDRESSES)
+    ]
+    for proc in procs:
+        result = finish(proc)
+        assert result.code == 0, result.stderr[-1500:]
+    started = []
+    for n in range(len(ADDRESSES)):
+        raw = (tmp_path / f"m{n}.env").read_bytes().decode().split("\0")
+        env = dict(item.split("=", 1) for item in raw if item.startswith("EMQX_"))
+        files = tuple(
+            RenderedFile(path, path.read_text()) for path in (tmp_path / f"m{n}" / "conf").glob("*")
+        )
+        started.append(start(Rendering(files, env)))
+    status, cookie = consul.request("GET", f"/v1/kv/cluster-bootstrap/{cluster}/shared/cookie?raw")
+    assert status == 200 and isinstance(cookie, str)
+    prove_one_cluster(started, cookie)
