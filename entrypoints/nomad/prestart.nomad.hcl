@@ -77,6 +77,9 @@ job "zookeeper-prestart" {
         ]
       }
 
+      # The image's own settings (ZOO_TICK_TIME, ZOO_MAX_CLIENT_CNXNS, ZOO_CFG_EXTRA, ...) belong
+      # in this task's env, which the agent reads: the server reads the zoo.cfg rendered here,
+      # so on the zookeeper task they would only reach a zoo.cfg nobody reads.
       env {
         CLUSTER_BOOTSTRAP_CLUSTER        = "zookeeper-prestart"
         CLUSTER_BOOTSTRAP_CONSUL_SERVICE = "zookeeper"
