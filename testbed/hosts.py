@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from testbed.consul import ConsulAgent, consul_binary
-from testbed.kafka import KafkaCluster, KafkaMember, wait_formed
+from testbed.kafka import KafkaCluster, KafkaMember, stop_together, wait_formed
 from testbed.netns import Host, Network, in_netns, netns_exec
 from testbed.procs import Process, wait_until
 from testbed.zookeeper import ZkEnsemble
@@ -69,6 +69,8 @@ class HostAgent(ConsulAgent):
             "-log-level", "info",
             "-hcl", "disable_update_check = true",
             "-hcl", "performance { raft_multiplier = 1 }",  # Consul's production advice
+            # a stopped agent just stops (as a crash would); a graceful leave costs 3.5 s each
+            "-hcl", "leave_on_terminate = false",
             *(arg for address in self.join for arg in ("-retry-join", address)),
             "-retry-interval", "1s",
         ]  # fmt: skip
@@ -129,10 +131,10 @@ class HostsBed:
 
     def close(self) -> None:
         """Stop members and agents, then delete the namespaces (which kills any straggler)."""
-        for proc in self.procs:
-            proc.stop()
+        stop_together(self.procs)
+        stop_together([a.process for a in self.agents.values() if a.process is not None])
         for agent in self.agents.values():
-            agent.stop()
+            agent.process = None
         self.network.close()
 
     def __enter__(self) -> HostsBed:
