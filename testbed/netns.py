@@ -181,7 +181,10 @@ class Network:
         try:
             ip("netns", "add", name)
         except RuntimeError as exc:
-            raise NetnsUnavailable(f"cannot create network namespace {name}: {exc}") from exc
+            raise NetnsUnavailable(
+                f"cannot create network namespace {name} (the hosts bed needs root with "
+                f"CAP_SYS_ADMIN and CAP_NET_ADMIN): {exc}"
+            ) from exc
         self._made.append(name)
 
     def add_host(self, short: str, subnet: str) -> Host:
