@@ -56,6 +56,17 @@ def start_first_two(bed: HostsBed, zk: HostsZk, timeout_s: float = 60) -> None:
     wait_until(lambda: len(claims(bed, zk.cluster)) >= 2, timeout_s, "two id claims")
 
 
+def no_fault(bed: HostsBed, zk: HostsZk) -> Outcome:
+    """The baseline: the same start order with nothing failing."""
+    out = Outcome()
+    start_first_two(bed, zk)
+    t0 = time.monotonic()
+    zk.start(2)
+    out.modes = zk.wait_quorum(timeout_s=120)
+    out.seconds["ensemble serving"] = time.monotonic() - t0
+    return out
+
+
 def leader_killed(bed: HostsBed, zk: HostsZk) -> Outcome:
     """SIGKILL the raft leader while members wait; the last member starts in the election."""
     out = Outcome()
@@ -120,6 +131,7 @@ def local_agent_down(bed: HostsBed, zk: HostsZk, down_s: float = 5.0) -> Outcome
 
 
 SCENARIOS = {
+    "no fault": no_fault,
     "leader killed": leader_killed,
     "link cut": link_cut,
     "local agent down": local_agent_down,
