@@ -209,9 +209,22 @@ class Network:
         self.hosts[short] = host
         return host
 
-    def link(self, short: str, up: bool) -> None:
-        """Cut (or restore) a host's link at the router; the host keeps its addresses and routes."""
-        ip("link", "set", self.hosts[short].router_port, "up" if up else "down", netns=self.router)
+    def link(self, short: str, up: bool, timeout_s: float = 10.0) -> None:
+        """Cut (or restore) a host's link at the router; the host keeps its addresses and routes.
+
+        Restoring returns once both ends are operationally up: the kernel reports a carrier
+        coming back up to a second late (linkwatch), and until then nothing passes.
+        """
+        host = self.hosts[short]
+        ip("link", "set", host.router_port, "up" if up else "down", netns=self.router)
+        end = time.monotonic() + timeout_s
+        while up and not (
+            "state UP" in ip("link", "show", host.router_port, netns=self.router)
+            and "state UP" in ip("link", "show", "eth0", netns=host.netns)
+        ):
+            if time.monotonic() > end:
+                raise TimeoutError(f"link of {short} not up after {timeout_s:.0f}s")
+            time.sleep(0.05)
 
     @contextlib.contextmanager
     def cut(self, short: str) -> Iterator[None]:
@@ -220,6 +233,27 @@ class Network:
             yield
         finally:
             self.link(short, up=True)
+
+    @contextlib.contextmanager
+    def partition(self, one: str, other: str) -> Iterator[None]:
+        """``one`` and ``other`` stop hearing each other (dropped silently, both ways); each
+        still reaches every other host: a partition only some members see."""
+        pairs = [(self.hosts[one], self.hosts[other]), (self.hosts[other], self.hosts[one])]
+        rules = [("INPUT", "-s"), ("OUTPUT", "-d")]
+
+        def iptables(host: Host, action: str, chain: str, match: str, peer: Host) -> None:
+            argv = ["iptables", "-w", action, chain, match, peer.address, "-j", "DROP"]
+            subprocess.run(netns_exec(host.netns, argv), check=True, timeout=30)
+
+        for host, peer in pairs:
+            for chain, match in rules:
+                iptables(host, "-I", chain, match, peer)
+        try:
+            yield
+        finally:
+            for host, peer in pairs:
+                for chain, match in rules:
+                    iptables(host, "-D", chain, match, peer)
 
     def close(self) -> None:
         """Kill every process in this run's namespaces and delete them (idempotent)."""
