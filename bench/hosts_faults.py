@@ -4,6 +4,7 @@
 
     python -m bench.hosts_faults              # 3 rounds of each scenario (needs root)
     python -m bench.hosts_faults --rounds 5
+    python -m bench.hosts_faults --only "link cut" --only kafka
 
 Each round builds a new bed (network namespaces, three Consul servers, a client agent per
 member host) and a new 3-member ZooKeeper ensemble, starts members 1 and 3, then member 2 at
@@ -40,8 +41,10 @@ from testbed.hosts import HostsBed, HostsKafka, HostsZk
 BASELINE = ("no fault", "ensemble serving")
 
 
-def one_round(workdir: Path, samples: dict[tuple[str, str], list[float]]) -> None:
+def one_round(workdir: Path, samples: dict[tuple[str, str], list[float]], only: list[str]) -> None:
     for scenario, play in SCENARIOS.items():
+        if only and scenario not in only:
+            continue
         root = workdir / f"{scenario.replace(' ', '-')}-{uuid.uuid4().hex[:6]}"
         started = time.monotonic()
         with HostsBed(root / "bed") as bed:
@@ -50,6 +53,8 @@ def one_round(workdir: Path, samples: dict[tuple[str, str], list[float]]) -> Non
                 outcome = play(bed, zk)
         for step, seconds in outcome.seconds.items():
             samples[(scenario, step)].append(seconds)
+    if only and "kafka" not in only:
+        return
     root = workdir / f"kafka-{uuid.uuid4().hex[:6]}"
     with HostsBed(root / "bed") as bed, HostsKafka(bed, root / "kafka", "bench-kafka") as kafka:
         started = time.monotonic()
@@ -61,6 +66,10 @@ def one_round(workdir: Path, samples: dict[tuple[str, str], list[float]]) -> Non
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hosts_faults", description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--only", action="append", default=[], choices=[*SCENARIOS, "kafka"],
+        help="run only this (repeatable; the no-fault baseline is always run)",
+    )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     args = parser.parse_args(argv)
     for key, value in machine(sys.argv).items():
@@ -70,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for n in range(1, args.rounds + 1):
             print(f"round {n}/{args.rounds}", flush=True)
-            one_round(workdir, samples)
+            one_round(workdir, samples, [*args.only, "no fault"] if args.only else [])
     finally:
         if args.keep:
             print(f"work dir kept: {workdir}")
