@@ -89,8 +89,8 @@ def link_cut(bed: HostsBed, zk: HostsZk, hold_s: float = 15.0) -> Outcome:
     """Member 2's host loses its link as it starts; back after ``hold_s``.
 
     While it is cut, the other two are sampled every 0.2 s: ``notes["served while cut"]`` lists
-    every mode seen (a split cluster would show a leader here), ``notes["failed"]`` whether
-    Consul declared the host failed.
+    every mode seen (a split cluster would show a leader here), ``seconds["failed declared"]``
+    when Consul's catalog first said the host's ``serfHealth`` is critical.
     """
     out = Outcome()
     start_first_two(bed, zk)
