@@ -85,6 +85,8 @@ class ConsulAgent:
             f"bed-{self.http_port}",
             "-log-level",
             "warn",
+            "-hcl",
+            "disable_update_check = true",  # no phoning home to HashiCorp from a test bed
         ]
         if self.persistent:
             argv += [
@@ -106,9 +108,18 @@ class ConsulAgent:
         return argv
 
     def start(self, timeout_s: float = 60.0) -> ConsulAgent:
+        self.spawn()
+        return self.wait_ready(timeout_s)
+
+    def spawn(self) -> None:
+        """Start the process without waiting: several agents of one bed start side by side."""
         self.starts += 1
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = Process(self.argv(), self.workdir / f"consul-{self.starts}.log")
+
+    def wait_ready(self, timeout_s: float = 60.0) -> ConsulAgent:
+        """Block until the agent has a leader and takes a KV write; stop it and raise if not."""
+        assert self.process is not None, "spawn() first"
         try:
             wait_until(self.ready, timeout_s, f"consul agent {self.http_addr}", every_s=0.05)
         except (TimeoutError, RuntimeError) as exc:
@@ -158,9 +169,7 @@ class ConsulAgent:
         if token:
             req.add_header("X-Consul-Token", token)
         try:
-            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-                raw = resp.read()
-                status = resp.status
+            status, raw = self.send(req, timeout_s)
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode(errors="replace")
         text = raw.decode(errors="replace")
@@ -168,6 +177,11 @@ class ConsulAgent:
             return status, json.loads(text) if text else None
         except ValueError:
             return status, text
+
+    def send(self, req: urllib.request.Request, timeout_s: float) -> tuple[int, bytes]:
+        """One HTTP exchange; an agent inside a network namespace sends from there."""
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            return resp.status, resp.read()
 
     def ready(self) -> bool:
         if self.process is None or not self.process.alive():
