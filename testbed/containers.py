@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -77,6 +78,10 @@ class Container:
     def pid1(self) -> int:
         """The host PID of the container's PID 1 (0 when it is not running)."""
         return int(str(self.state()["Pid"]))
+
+    def exec(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` in the running container as its user; the result, whatever the code."""
+        return podman.run("exec", self.name, *argv, check=False)
 
     def stop(self, timeout_s: int = 20) -> int:
         """``podman stop`` (SIGTERM, SIGKILL after ``timeout_s``); returns the exit code."""
