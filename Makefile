@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export CB_CACHE ?= $(HOME)/.cache/cluster-bootstrap
 
-.PHONY: setup peers demo test test-fast lint bench clean
+.PHONY: setup peers demo images test test-fast lint bench clean
 
 setup: $(VENV)/.installed peers
 
@@ -21,6 +21,9 @@ peers:
 
 demo: setup  ## a dev Consul agent and 3 ZooKeeper members on 127.0.0.11-13, formed by the agent
 	$(PY) -m testbed.demo
+
+images: setup  ## the test images (Debian base, ZooKeeper service image, Dockerfile.glibc layer), podman
+	$(PY) -m testbed.images
 
 test: setup  ## every test, against real Consul, ZooKeeper and Kafka
 	$(PY) -m pytest

@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,10 +153,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args()
     started = time.monotonic()
-    images = build_all()
+    timed: list[tuple[str, float]] = []
+
+    def step(build: Callable[[], str]) -> str:
+        begun = time.monotonic()
+        name = build()
+        timed.append((name, time.monotonic() - begun))
+        return name
+
+    base = step(debian_base)
+    service = step(lambda: service_image(base))
+    step(lambda: layer_image(base, service))
     print(f"built in {time.monotonic() - started:.0f}s (logs: {_logs()})")
-    for name in (images.base, images.service, images.layer):
-        print(f"{name}  {podman.image_size(name) / 1e6:.1f} MB")
+    for name, seconds in timed:
+        print(f"{name}  {podman.image_size(name) / 1e6:.1f} MB  {seconds:.0f}s")
 
 
 if __name__ == "__main__":

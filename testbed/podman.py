@@ -10,12 +10,14 @@ trial, see docs/images.md):
   rest of the bed, and no bridge network to set up.
 
 The store (images, layers, the build cache) lives under ``$CB_CACHE/podman`` so a second run
-reuses every layer; the run root is fixed because podman's database records it.
+reuses every layer. Its run root (locks, container state) is under /run and named after the
+store's path: podman's database records it, and two stores never share one.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import shutil
 import subprocess
@@ -24,7 +26,6 @@ from pathlib import Path
 
 from testbed.procs import cache_dir
 
-RUN_ROOT = Path("/run/cluster-bootstrap-podman")
 CONTAINERS_CONF = """\
 # Written by testbed/podman.py for the container tests.
 [containers]
@@ -43,6 +44,11 @@ class PodmanError(RuntimeError):
 
 def store() -> Path:
     return cache_dir() / "podman"
+
+
+def run_root() -> Path:
+    tag = hashlib.sha256(str(store()).encode()).hexdigest()[:10]
+    return Path(f"/run/cluster-bootstrap-podman-{tag}")
 
 
 @functools.cache
@@ -68,7 +74,7 @@ def argv(*args: str) -> list[str]:
     return [
         binary(),
         "--root", str(store() / "storage"),
-        "--runroot", str(RUN_ROOT),
+        "--runroot", str(run_root()),
         "--runtime", "runc",
         "--cgroup-manager", "cgroupfs",
         *args,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from testbed import podman
 from testbed.consul import ConsulAgent
 from testbed.containers import Container, owned_dir, proc_cmdline, proc_uid
 from testbed.images import Images
@@ -173,6 +174,16 @@ def test_stop_sends_sigterm_to_the_server_and_start_keeps_the_id(
     assert member.myid() == myid
 
 
+def test_layer_needs_no_newer_glibc_than_documented(images: Images) -> None:
+    """Proves the built layer's bundled files need glibc 2.35 at most (Ubuntu 22.04, the
+    official zookeeper image's base), as measured by the build from their symbol versions."""
+    found = podman.run(
+        "run", "--rm", "--network", "host", "--entrypoint", "cat",
+        images.layer, "/opt/cluster-bootstrap/GLIBC_REQUIRED",
+    )  # fmt: skip
+    assert found.stdout.strip() == "2.35"
+
+
 def test_prestart_renders_into_a_shared_volume_for_the_unchanged_image(
     images: Images, consul: ConsulAgent, cluster: str, tmp_path: Path
 ) -> None:
@@ -184,15 +195,15 @@ def test_prestart_renders_into_a_shared_volume_for_the_unchanged_image(
     consul.register(cluster, f"{cluster}-1", host, 2181)
     alloc = owned_dir(tmp_path / "alloc")
     render_args = [
-            "render", "zookeeper",
-            "--cluster", cluster,
-            "--expect", "1",
-            "--address", host,
-            "--bind-address", host,
-            "--member-name", f"{cluster}-1",
-            "--conf-dir", "/alloc/conf",
-            "--data-dir", "/alloc/data",
-            "--timeout", "60",
+        "render", "zookeeper",
+        "--cluster", cluster,
+        "--expect", "1",
+        "--address", host,
+        "--bind-address", host,
+        "--member-name", f"{cluster}-1",
+        "--conf-dir", "/alloc/conf",
+        "--data-dir", "/alloc/data",
+        "--timeout", "60",
     ]  # fmt: skip
     render = Container(
         f"{cluster}-prestart",
