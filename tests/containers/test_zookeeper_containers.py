@@ -9,6 +9,7 @@ network. A member's /conf, /data and /datalog are host directories owned by the 
 from __future__ import annotations
 
 import signal
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 
 from testbed import podman
 from testbed.consul import ConsulAgent
-from testbed.containers import Container, owned_dir, proc_cmdline, proc_uid
+from testbed.containers import SERVICE_UID, Container, owned_dir, proc_cmdline, proc_uid
 from testbed.images import Images
 from testbed.jvm import FAST_START_JVM, zk_mode
 from testbed.procs import wait_until
@@ -25,7 +26,6 @@ from testbed.procs import wait_until
 SIZE = 3
 FIRST = 61
 AGENT = "/opt/cluster-bootstrap/bin/cluster-bootstrap"
-SERVICE_UID = 1000
 JVM_ENV = {"SERVER_JVMFLAGS": " ".join(FAST_START_JVM), "ZK_SERVER_HEAP": "256"}
 
 
@@ -70,7 +70,7 @@ def ensemble(
     images: Images, consul: ConsulAgent, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[Member]]:
     """Three containers of the layer image, started at once, formed into one ensemble."""
-    cluster = f"zkc-{tmp_path_factory.mktemp('id').name[-6:]}"
+    cluster = f"zkc-{uuid.uuid4().hex[:8]}"
     workdir = tmp_path_factory.mktemp("ensemble")
     members = []
     for n in range(1, SIZE + 1):
@@ -226,6 +226,8 @@ def test_prestart_renders_into_a_shared_volume_for_the_unchanged_image(
         assert f"server.1={host}:2888:3888" in (alloc / "conf" / "zoo.cfg").read_text()
         server.start()
         wait_until(lambda: zk_mode(host, 2181) is not None, 120, "prestart-rendered server")
-        assert zk_mode(host, 2181) in ("leader", "standalone")
+        # standaloneEnabled=false: even one member runs as a quorum, and leads it.
+        assert zk_mode(host, 2181) == "leader"
         assert proc_cmdline(server.pid1())[-1] == "/alloc/conf/zoo.cfg"
+        assert proc_uid(server.pid1()) == SERVICE_UID, "the image's entrypoint dropped root"
         assert server.stop(timeout_s=30) == 128 + signal.SIGTERM
