@@ -110,6 +110,13 @@ class Container:
         self.remove()
 
 
+def stop_together(containers: Sequence[Container], timeout_s: int = 30) -> list[int]:
+    """One ``podman stop`` for all (SIGTERM to each at once); their exit codes, in order."""
+    names = [container.name for container in containers]
+    podman.run("stop", "--time", str(timeout_s), *names, timeout_s=timeout_s + 60)
+    return [container.exit_code() for container in containers]
+
+
 def proc_cmdline(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
 

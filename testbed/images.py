@@ -6,9 +6,9 @@ No registry but the package ones can be reached, so nothing is pulled:
    and imported into podman's store. Made once; the store under ``$CB_CACHE/podman`` keeps it.
 2. ``zookeeper:<version>``: a stand-in for the official zookeeper image on that base
    (``testbed/containerfiles/zookeeper``): Debian's JRE, the cached ZooKeeper jars, the official
-   layout and user.
-3. ``zookeeper-agent:<version>``: ``Dockerfile.glibc`` with that image as ``BASE``: the layer
-   users add to the official image, with the agent as ENTRYPOINT.
+   layout and user. ``kafka:<version>`` likewise, laid out like apache/kafka.
+3. ``zookeeper-agent:<version>``, ``kafka-agent:<version>``: ``Dockerfile.glibc`` with the
+   service image as ``BASE``: the layer users add to an image, with the agent as ENTRYPOINT.
 
 Steps 2 and 3 are ``podman build`` runs every time; podman's layer cache makes a run with
 nothing changed take seconds. Build output goes to ``$CB_CACHE/podman/logs``.
@@ -38,10 +38,31 @@ BUILD_TIMEOUT_S = 1800
 
 
 @dataclass(frozen=True)
+class Service:
+    """A service image the bed builds: its Containerfile directory, jars and image user."""
+
+    key: str  # testbed/containerfiles/<key>, the image name
+    peer: str  # the jars' name in testbed.jvm.peer_libs()
+    libs: str  # where the Containerfile expects the jars in its context
+    user: str  # the image's non-root user, SERVICE_USER of the layer
+
+    def build_args(self, version: str) -> list[str]:
+        if self.key == "zookeeper":
+            return ["--build-arg", f"DISTRO_NAME=apache-zookeeper-{version}-bin"]
+        return []
+
+
+ZOOKEEPER = Service("zookeeper", "zookeeper", "lib", "zookeeper")
+KAFKA = Service("kafka", "kafka4", "libs", "appuser")
+
+
+@dataclass(frozen=True)
 class Images:
     base: str
-    service: str
-    layer: str
+    zookeeper: str
+    zookeeper_agent: str
+    kafka: str
+    kafka_agent: str
 
 
 def _logs() -> Path:
@@ -99,62 +120,54 @@ def _build(args: list[str], log_name: str) -> None:
     )
 
 
-def service_image(base: str) -> str:
-    """The ZooKeeper service image (the official image's layout) on ``base``."""
-    version = peer_versions()["zookeeper"]
-    lib = peer_libs()["zookeeper"]
-    source = CONTAINERFILES / "zookeeper"
+def service_image(base: str, service: Service) -> str:
+    """The service image (laid out like the official one) on ``base``."""
+    version = peer_versions()[service.peer]
     # The build context: the Containerfile's files and the jars, staged under the store so the
     # context is stable between runs (the layer cache keys on its content).
-    context = podman.store() / "context" / "zookeeper"
+    context = podman.store() / "context" / service.key
     if context.exists():
         shutil.rmtree(context)
-    shutil.copytree(source, context)
-    shutil.copytree(lib, context / "lib", copy_function=shutil.copy2)
-    name = f"{PREFIX}/zookeeper:{version}"
+    shutil.copytree(CONTAINERFILES / service.key, context)
+    shutil.copytree(peer_libs()[service.peer], context / service.libs)
+    name = f"{PREFIX}/{service.key}:{version}"
     _build(
         [
             "--build-arg", f"BASE={base}",
-            "--build-arg", f"DISTRO_NAME=apache-zookeeper-{version}-bin",
+            *service.build_args(version),
             "-f", str(context / "Containerfile"),
             "-t", name,
             str(context),
         ],
-        "service.log",
+        f"{service.key}.log",
     )  # fmt: skip
     return name
 
 
-def layer_image(base: str, service: str) -> str:
-    """``Dockerfile.glibc`` on the service image, built with the Debian base as its builder."""
-    name = f"{PREFIX}/zookeeper-agent:{service.rsplit(':', 1)[1]}"
+def layer_image(base: str, service_image: str, service: Service) -> str:
+    """``Dockerfile.glibc`` on a service image, built with the Debian base as its builder."""
+    name = f"{PREFIX}/{service.key}-agent:{service_image.rsplit(':', 1)[1]}"
     secret = ["--secret", f"id=pip-ca,src={HOST_CA}"] if HOST_CA.is_file() else []
     _build(
         [
             "--build-arg", f"BUILDER={base}",
-            "--build-arg", f"BASE={service}",
+            "--build-arg", f"BASE={service_image}",
+            "--build-arg", f"SERVICE_USER={service.user}",
             *secret,
             "-f", str(ROOT / "Dockerfile.glibc"),
             "-t", name,
             str(ROOT),
         ],
-        "layer.log",
+        f"{service.key}-agent.log",
     )  # fmt: skip
     return name
 
 
 def build_all() -> Images:
-    base = debian_base()
-    service = service_image(base)
-    return Images(base=base, service=service, layer=layer_image(base, service))
+    return _build_timed([])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.parse_args()
-    started = time.monotonic()
-    timed: list[tuple[str, float]] = []
-
+def _build_timed(timed: list[tuple[str, float]]) -> Images:
     def step(build: Callable[[], str]) -> str:
         begun = time.monotonic()
         name = build()
@@ -162,8 +175,19 @@ def main() -> None:
         return name
 
     base = step(debian_base)
-    service = step(lambda: service_image(base))
-    step(lambda: layer_image(base, service))
+    zookeeper = step(lambda: service_image(base, ZOOKEEPER))
+    zookeeper_agent = step(lambda: layer_image(base, zookeeper, ZOOKEEPER))
+    kafka = step(lambda: service_image(base, KAFKA))
+    kafka_agent = step(lambda: layer_image(base, kafka, KAFKA))
+    return Images(base, zookeeper, zookeeper_agent, kafka, kafka_agent)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.parse_args()
+    started = time.monotonic()
+    timed: list[tuple[str, float]] = []
+    _build_timed(timed)
     print(f"built in {time.monotonic() - started:.0f}s (logs: {_logs()})")
     for name, seconds in timed:
         print(f"{name}  {podman.image_size(name) / 1e6:.1f} MB  {seconds:.0f}s")

@@ -91,7 +91,7 @@ def ensemble(
         ]  # fmt: skip
         container = Container(
             f"{cluster}-zk{n}",
-            images.layer,
+            images.zookeeper_agent,
             args,
             env={"CONSUL_HTTP_ADDR": consul.http_addr, **JVM_ENV},
             volumes=volumes,
@@ -179,7 +179,7 @@ def test_layer_needs_no_newer_glibc_than_documented(images: Images) -> None:
     official zookeeper image's base), as measured by the build from their symbol versions."""
     found = podman.run(
         "run", "--rm", "--network", "host", "--entrypoint", "cat",
-        images.layer, "/opt/cluster-bootstrap/GLIBC_REQUIRED",
+        images.zookeeper_agent, "/opt/cluster-bootstrap/GLIBC_REQUIRED",
     )  # fmt: skip
     assert found.stdout.strip() == "2.35"
 
@@ -207,7 +207,7 @@ def test_prestart_renders_into_a_shared_volume_for_the_unchanged_image(
     ]  # fmt: skip
     render = Container(
         f"{cluster}-prestart",
-        images.layer,
+        images.zookeeper_agent,
         render_args,
         env={"CONSUL_HTTP_ADDR": consul.http_addr},
         volumes={alloc: "/alloc"},
@@ -215,7 +215,7 @@ def test_prestart_renders_into_a_shared_volume_for_the_unchanged_image(
     )
     server = Container(
         f"{cluster}-zookeeper",
-        images.service,
+        images.zookeeper,
         ["zkServer.sh", "start-foreground", "/alloc/conf/zoo.cfg"],
         env={"ZOO_DATA_DIR": "/alloc/data", **JVM_ENV},
         volumes={alloc: "/alloc"},
