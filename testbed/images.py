@@ -31,8 +31,8 @@ from testbed.jvm import peer_libs, peer_versions
 ROOT = Path(__file__).resolve().parent.parent
 CONTAINERFILES = Path(__file__).resolve().parent / "containerfiles"
 PREFIX = "localhost/cluster-bootstrap"
-BASE = f"{PREFIX}/debian:bookworm"
-MIRROR = "http://deb.debian.org/debian"
+# Releases past their support move from deb.debian.org to archive.debian.org.
+MIRRORS = ("http://deb.debian.org/debian", "http://archive.debian.org/debian")
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")  # given to pip in the build as a secret
 BUILD_TIMEOUT_S = 1800
 
@@ -69,27 +69,33 @@ def _logs() -> Path:
     return podman.store() / "logs"
 
 
-def debian_base() -> str:
-    """The Debian 12 base image: imported once from a debootstrap root filesystem."""
-    if podman.image_exists(BASE):
-        return BASE
+def debian_base(suite: str = "bookworm") -> str:
+    """A Debian base image (12 by default): imported once from a debootstrap root filesystem."""
+    name = f"{PREFIX}/debian:{suite}"
+    if podman.image_exists(name):
+        return name
     debootstrap = shutil.which("debootstrap")
     if debootstrap is None:
         raise podman.PodmanError("debootstrap is not installed: run .ci/install-system")
     work = podman.store() / "tmp"
     work.mkdir(parents=True, exist_ok=True)
+    log = _logs() / f"debootstrap-{suite}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work) as tmp:
-        rootfs = Path(tmp) / "rootfs"
-        log = _logs() / "debootstrap.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as out:
-            subprocess.run(
-                [debootstrap, "--variant=minbase", "bookworm", str(rootfs), MIRROR],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                check=True,
-                timeout=BUILD_TIMEOUT_S,
-            )
+        for attempt, mirror in enumerate(MIRRORS):
+            rootfs = Path(tmp) / f"rootfs-{attempt}"
+            with log.open("ab") as out:
+                done = subprocess.run(
+                    [debootstrap, "--variant=minbase", suite, str(rootfs), mirror],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    check=False,
+                    timeout=BUILD_TIMEOUT_S,
+                )
+            if done.returncode == 0:
+                break
+        else:
+            raise podman.PodmanError(f"debootstrap {suite} failed on {MIRRORS}: see {log}")
         # apt's own caches and lists are not part of an image (as in the official debian one).
         for cached in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for entry in (rootfs / cached).glob("*"):
@@ -100,7 +106,7 @@ def debian_base() -> str:
         )
         assert tar.stdout is not None
         podman.stream(
-            ["import", "--change", "CMD=/bin/bash", "-", BASE],
+            ["import", "--change", "CMD=/bin/bash", "-", name],
             _logs() / "import.log",
             BUILD_TIMEOUT_S,
             stdin=tar.stdout.fileno(),
@@ -108,7 +114,7 @@ def debian_base() -> str:
         tar.stdout.close()
         if tar.wait() != 0:
             raise podman.PodmanError(f"tar of {rootfs} exited {tar.returncode}")
-    return BASE
+    return name
 
 
 def _build(args: list[str], log_name: str) -> None:
@@ -144,21 +150,21 @@ def service_image(base: str, service: Service) -> str:
     return name
 
 
-def layer_image(base: str, service_image: str, service: Service) -> str:
+def layer_image(base: str, service_image: str, user: str, name: str | None = None) -> str:
     """``Dockerfile.glibc`` on a service image, built with the Debian base as its builder."""
-    name = f"{PREFIX}/{service.key}-agent:{service_image.rsplit(':', 1)[1]}"
+    name = name or f"{service_image.replace(':', '-agent:', 1)}"
     secret = ["--secret", f"id=pip-ca,src={HOST_CA}"] if HOST_CA.is_file() else []
     _build(
         [
             "--build-arg", f"BUILDER={base}",
             "--build-arg", f"BASE={service_image}",
-            "--build-arg", f"SERVICE_USER={service.user}",
+            "--build-arg", f"SERVICE_USER={user}",
             *secret,
             "-f", str(ROOT / "Dockerfile.glibc"),
             "-t", name,
             str(ROOT),
         ],
-        f"{service.key}-agent.log",
+        f"{name.rsplit('/', 1)[1].split(':')[0]}.log",
     )  # fmt: skip
     return name
 
@@ -176,9 +182,9 @@ def _build_timed(timed: list[tuple[str, float]]) -> Images:
 
     base = step(debian_base)
     zookeeper = step(lambda: service_image(base, ZOOKEEPER))
-    zookeeper_agent = step(lambda: layer_image(base, zookeeper, ZOOKEEPER))
+    zookeeper_agent = step(lambda: layer_image(base, zookeeper, ZOOKEEPER.user))
     kafka = step(lambda: service_image(base, KAFKA))
-    kafka_agent = step(lambda: layer_image(base, kafka, KAFKA))
+    kafka_agent = step(lambda: layer_image(base, kafka, KAFKA.user))
     return Images(base, zookeeper, zookeeper_agent, kafka, kafka_agent)
 
 
