@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export CB_CACHE ?= $(HOME)/.cache/cluster-bootstrap
 
-.PHONY: setup peers demo demo-hosts test test-fast lint bench clean
+.PHONY: setup peers demo demo-hosts images test test-fast lint bench clean
 
 setup: $(VENV)/.installed peers
 
@@ -24,6 +24,9 @@ demo: setup  ## a dev Consul agent and 3 ZooKeeper members on 127.0.0.11-13, for
 
 demo-hosts: setup  ## the same ensemble across two subnets in network namespaces (needs root)
 	$(PY) -m testbed.demo_hosts
+
+images: setup  ## the test images (Debian base, ZooKeeper service image, Dockerfile.glibc layer), podman
+	$(PY) -m testbed.images
 
 test: setup  ## every test, against real Consul, ZooKeeper and Kafka
 	$(PY) -m pytest
