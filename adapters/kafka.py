@@ -73,8 +73,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from adapters.zookeeper import ZooKeeperService
-from bootstrap.errors import MemberIdError, PrepareError, RenderError, UsageError
+from bootstrap.errors import MemberIdError, PrepareError, RenderError
 from bootstrap.model import (
     ClusterView,
     Me,
@@ -84,28 +83,21 @@ from bootstrap.model import (
     SharedValue,
     endpoint,
     is_any_address,
-    is_name,
 )
-from bootstrap.ports import Group, ServicePort, id_range_option, options_with_defaults
+from bootstrap.options import (
+    NAME,
+    PATH,
+    Choice,
+    Custom,
+    Int,
+    Option,
+    OptionSet,
+    Refusals,
+    id_range,
+    id_range_options,
+)
+from bootstrap.ports import Group, ServicePort
 
-DEFAULTS: dict[str, Any] = {
-    "mode": "kraft",
-    "roles": "broker,controller",
-    "quorum": "static",
-    "controller_service": None,
-    "controllers": 3,
-    "zookeeper_cluster": None,
-    "zookeeper_service": None,
-    "zookeeper_expect": 3,
-    "zookeeper_chroot": None,
-    "storage_tool": ["/opt/kafka/bin/kafka-storage.sh"],
-    "conf_file": None,
-    "extra": {},
-    "id_min": None,
-    "id_max": None,
-}
-KRAFT_ONLY = ("roles", "quorum", "controller_service", "controllers")
-ZOOKEEPER_ONLY = ("zookeeper_cluster", "zookeeper_service", "zookeeper_expect", "zookeeper_chroot")
 ID_RANGES = {
     frozenset({"controller"}): (1, 99),
     frozenset({"broker"}): (100, 999),
@@ -148,8 +140,112 @@ _CHROOT = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
 _CLUSTER_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
 _ENV_UNDERSCORES = re.compile(r"_+")
 _ENV_RUNS = {1: ".", 2: "_", 3: "-"}
+# ZooKeeper's port labels, as the zookeeper adapter declares them (a unit test holds them equal):
+# a ZooKeeper-mode broker reads the ensemble's claims without importing that adapter.
+ZOOKEEPER_PORT_LABELS: Mapping[str, int] = {"client": 2181, "quorum": 2888, "election": 3888}
 # Namespace of the derived directory ids (uuid5), fixed so every controller derives the same.
 _DIRECTORY_NAMESPACE = uuid.UUID("8d1a7f3e-4b2c-5e6f-9a0b-1c2d3e4f5a6b")
+
+
+def _extras(extra: Any) -> dict[str, str]:
+    if not isinstance(extra, dict):
+        raise ValueError(f"{extra!r} is not a mapping of properties to values")
+    extras: dict[str, str] = {}
+    refused = []
+    for key, raw in extra.items():
+        if isinstance(raw, (dict, list)) or raw is None:
+            refused.append(f"{key!r} needs a single value, not {raw!r}")
+            continue
+        value = str(raw).lower() if isinstance(raw, bool) else str(raw)
+        if problem := _line_problem(str(key), value):
+            refused.append(problem)
+        extras[str(key)] = value
+    if refused:
+        raise Refusals(refused)
+    return extras
+
+
+def _roles(value: Any) -> frozenset[str]:
+    parts = value.split(",") if isinstance(value, str) else value
+    roles = frozenset(str(p).strip() for p in parts) if isinstance(parts, list) else frozenset()
+    if roles not in ID_RANGES:
+        raise ValueError(f"{value!r} is not 'broker,controller', 'controller' or 'broker'")
+    return roles
+
+
+def _chroot(value: Any) -> str:
+    if not isinstance(value, str) or not _CHROOT.fullmatch(value):
+        raise ValueError(f"{value!r} is not a ZooKeeper path like '/kafka'")
+    parts = value.split("/")[1:]
+    if any(part in (".", "..") for part in parts) or parts[0] == "zookeeper":
+        raise ValueError(f"{value!r} is not a ZooKeeper path like '/kafka'")
+    return value
+
+
+def _storage_tool(value: Any) -> list[str]:
+    argv = [value] if isinstance(value, str) else value
+    if (
+        not isinstance(argv, list)
+        or not argv
+        or not all(isinstance(a, str) and a and "\0" not in a for a in argv)
+    ):
+        raise ValueError(f"{value!r} is not a command (a list of non-empty strings)")
+    return list(argv)
+
+
+_KRAFT = {"mode": "kraft"}
+_KRAFT_BROKER = {"mode": "kraft", "roles": "broker"}
+_ZOOKEEPER = {"mode": "zookeeper"}
+OPTIONS = OptionSet(
+    "Kafka",
+    Option("mode", "kraft", Choice(("kraft", "zookeeper"))),
+    Option(
+        "roles",
+        frozenset({"broker", "controller"}),
+        Custom(
+            _roles,
+            (("wrong-type", {"broker": 1}), ("out-of-range", "broker,zookeeper")),
+            "'broker,controller', 'controller' or 'broker'",
+        ),
+        when=_KRAFT,
+    ),
+    Option("quorum", "static", Choice(("static", "dynamic")), when=_KRAFT),
+    Option("controller_service", None, NAME, when=_KRAFT_BROKER, required=True),
+    Option("controllers", 3, Int(1, 99), when=_KRAFT_BROKER),
+    Option("zookeeper_cluster", None, NAME, when=_ZOOKEEPER, required=True),
+    Option("zookeeper_service", None, NAME, when=_ZOOKEEPER),
+    Option("zookeeper_expect", 3, Int(1, 255), when=_ZOOKEEPER),
+    Option(
+        "zookeeper_chroot",
+        None,
+        Custom(
+            _chroot,
+            (("wrong-type", ["/kafka"]), ("out-of-range", "/kafka/../zookeeper")),
+            "a ZooKeeper path like '/kafka'",
+        ),
+        when=_ZOOKEEPER,
+    ),
+    Option(
+        "storage_tool",
+        ["/opt/kafka/bin/kafka-storage.sh"],
+        Custom(
+            _storage_tool,
+            (("wrong-type", {"bin": "kafka-storage.sh"}), ("out-of-range", [])),
+            "a command (a list of non-empty strings)",
+        ),
+    ),
+    Option("conf_file", None, PATH),
+    Option(
+        "extra",
+        {},
+        Custom(
+            _extras,
+            (("wrong-type", ["a=b"]), ("out-of-range", {"node.id": 7})),
+            "a mapping of properties to one-line values",
+        ),
+    ),
+    *id_range_options(),
+)
 
 
 class KafkaService(ServicePort):
@@ -158,53 +254,19 @@ class KafkaService(ServicePort):
     default_data_dir = "/var/lib/kafka/data"
     default_conf_dir = "/opt/kafka/config/cluster-bootstrap"
 
-    def __init__(
-        self, options: Mapping[str, Any], environ: Mapping[str, str] | None = None
-    ) -> None:
-        super().__init__(options, environ)
-        problems: list[str] = []
-        self.opts = options_with_defaults("Kafka", options, DEFAULTS, problems)
+    option_set = OPTIONS
+
+    def configure(self, problems: list[str]) -> None:
         o = self.opts
         self.zookeeper_mode = o["mode"] == "zookeeper"
-        if o["mode"] not in ("kraft", "zookeeper"):
-            problems.append(f"options.mode: {o['mode']!r} is not 'kraft' or 'zookeeper'")
-        wrong_mode = ZOOKEEPER_ONLY if not self.zookeeper_mode else KRAFT_ONLY
-        for key in wrong_mode:
-            if key in options:
-                problems.append(f"options.{key}: only for mode={_other_mode(o['mode'])}")
-        self.roles = _roles(o["roles"], problems) if not self.zookeeper_mode else {"broker"}
-        if o["quorum"] not in ("static", "dynamic"):
-            problems.append(f"options.quorum: {o['quorum']!r} is not 'static' or 'dynamic'")
+        self.roles: set[str] = {"broker"} if self.zookeeper_mode else set(o["roles"])
         self.dynamic = o["quorum"] == "dynamic" and not self.zookeeper_mode
-        broker_only = self.roles == {"broker"} and not self.zookeeper_mode
-        for key in ("controller_service", "controllers"):
-            if key in options and not broker_only and not self.zookeeper_mode:
-                problems.append(f"options.{key}: only for roles=broker (brokers name controllers)")
-        if broker_only:
-            _check_name(o, "controller_service", problems, required=True)
-        _check_count(o, "controllers", problems)
-        if self.zookeeper_mode:
-            _check_name(o, "zookeeper_cluster", problems, required=True)
-            _check_name(o, "zookeeper_service", problems, required=False)
-            _check_count(o, "zookeeper_expect", problems)
-        chroot = o["zookeeper_chroot"]
-        if chroot is not None and not _valid_chroot(chroot):
-            problems.append(
-                f"options.zookeeper_chroot: {chroot!r} is not a ZooKeeper path like '/kafka'"
-            )
-        self.storage_tool = _storage_tool(o["storage_tool"], problems)
-        self.id_range = self._id_range(problems)
-        self.extra = {**self._extras_from_env(problems), **_extras(o["extra"], problems)}
-        if problems:
-            raise UsageError(problems)
+        self.storage_tool: list[str] = o["storage_tool"]
+        default = (1, 999) if self.zookeeper_mode else ID_RANGES[frozenset(self.roles)]
+        self.id_range = id_range(o, default, problems)
+        self.extra = {**self._extras_from_env(problems), **o["extra"]}
 
     # -- options ------------------------------------------------------------------------------
-
-    def _id_range(self, problems: list[str]) -> tuple[int, int]:
-        default = (
-            (1, 999) if self.zookeeper_mode else ID_RANGES.get(frozenset(self.roles), (1, 999))
-        )
-        return id_range_option(self.opts, default, problems)
 
     def _extras_from_env(self, problems: list[str]) -> dict[str, str]:
         extras: dict[str, str] = {}
@@ -232,7 +294,7 @@ class KafkaService(ServicePort):
                 Group(
                     ZOOKEEPER_GROUP,
                     str(self.opts["zookeeper_service"] or cluster),
-                    ZooKeeperService.port_labels,
+                    ZOOKEEPER_PORT_LABELS,
                     int(self.opts["zookeeper_expect"]),
                     cluster=cluster,
                 ),
@@ -487,72 +549,6 @@ def _line_problem(key: str, value: str) -> str | None:
     if "\\" in value or not value.isprintable():
         return f"the value of {key!r} is not one plain line (no newline, control or backslash)"
     return None
-
-
-def _extras(extra: object, problems: list[str]) -> dict[str, str]:
-    if not isinstance(extra, dict):
-        problems.append("options.extra: must be a mapping of properties to values")
-        return {}
-    extras: dict[str, str] = {}
-    for key, raw in extra.items():
-        if isinstance(raw, (dict, list)) or raw is None:
-            problems.append(f"options.extra: {key!r} needs a single value, not {raw!r}")
-            continue
-        value = str(raw).lower() if isinstance(raw, bool) else str(raw)
-        if problem := _line_problem(str(key), value):
-            problems.append(f"options.extra: {problem}")
-        else:
-            extras[str(key)] = value
-    return extras
-
-
-def _roles(value: object, problems: list[str]) -> set[str]:
-    parts = value.split(",") if isinstance(value, str) else value
-    roles = {str(p).strip() for p in parts} if isinstance(parts, list | tuple) else set()
-    if frozenset(roles) not in ID_RANGES:
-        problems.append(
-            f"options.roles: {value!r} is not 'broker,controller', 'controller' or 'broker'"
-        )
-        return {"broker", "controller"}
-    return roles
-
-
-def _check_name(opts: Mapping[str, Any], key: str, problems: list[str], *, required: bool) -> None:
-    value = opts[key]
-    if value is None:
-        if required:
-            problems.append(f"options.{key}: missing")
-    elif not isinstance(value, str) or not is_name(value):
-        problems.append(f"options.{key}: {value!r} is not a name (letters, digits, '_.-')")
-
-
-def _check_count(opts: Mapping[str, Any], key: str, problems: list[str]) -> None:
-    value = opts[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        problems.append(f"options.{key}: {value!r} is not a whole number >= 1")
-
-
-def _valid_chroot(value: object) -> bool:
-    if not isinstance(value, str) or not _CHROOT.fullmatch(value):
-        return False
-    parts = value.split("/")[1:]
-    return not any(part in (".", "..") for part in parts) and parts[0] != "zookeeper"
-
-
-def _storage_tool(value: object, problems: list[str]) -> list[str]:
-    argv = [value] if isinstance(value, str) else value
-    if (
-        not isinstance(argv, list)
-        or not argv
-        or not all(isinstance(a, str) and a and "\0" not in a for a in argv)
-    ):
-        problems.append("options.storage_tool: must be a command (a list of non-empty strings)")
-        return []
-    return list(argv)
-
-
-def _other_mode(mode: object) -> str:
-    return "kraft" if mode == "zookeeper" else "zookeeper"
 
 
 def _listeners(address: str, ports: Mapping[str, int], labels: Sequence[tuple[str, str]]) -> str:

@@ -19,8 +19,16 @@ from dataclasses import dataclass
 from bootstrap.deadline import Deadline
 from bootstrap.errors import MemberIdError, PeersMissing, UntrustedValue
 from bootstrap.log import log
-from bootstrap.model import Claim, Instance, Me, Member, valid_address, valid_port
-from bootstrap.ports import MAX_MEMBER_ID, DiscoveryPort, KVEntry
+from bootstrap.model import (
+    MAX_MEMBER_ID,
+    Claim,
+    Instance,
+    Me,
+    Member,
+    valid_address,
+    valid_port,
+)
+from bootstrap.ports import DiscoveryPort, KVEntry
 
 PROGRESS_EVERY_S = 5.0
 MIN_ROUND_S = 0.05  # rate limit of the wait loop, even if the agent answers at once

@@ -447,6 +447,8 @@ def _consul_settings(raw: Mapping[str, _Raw], problems: _Problems) -> ConsulSett
         problems.add(raw["ca_path"], f"directory {text['ca_path']!r} does not exist")
     if bool(text["client_cert"]) != bool(text["client_key"]):
         problems.items.append("consul: a client certificate needs its key (and the key its cert)")
+    elif not problems.items:
+        _check_tls_files(text, raw, problems)
     if text["http_auth"] and ":" not in text["http_auth"]:
         problems.add(raw["http_auth"], "must be user:password")
     return ConsulSettings(
@@ -459,6 +461,34 @@ def _consul_settings(raw: Mapping[str, _Raw], problems: _Problems) -> ConsulSett
         verify=problems.convert(raw.get("ssl_verify"), _bool, True),
         **text,
     )
+
+
+def _check_tls_files(text: Mapping[str, Any], raw: Mapping[str, _Raw], problems: _Problems) -> None:
+    """Load the CA and client certificate now: garbage there is a settings error (exit 2),
+    not a failure on the first request."""
+    if not (text["ca_file"] or text["ca_path"] or text["client_cert"]):
+        return
+    import ssl  # only with TLS files
+
+    try:
+        context = ssl.create_default_context(cafile=text["ca_file"], capath=text["ca_path"])
+    except (OSError, ssl.SSLError) as exc:
+        key = "ca_file" if text["ca_file"] else "ca_path"
+        problems.add(raw[key], f"{text[key]!r} holds no usable CA certificate ({_ssl_reason(exc)})")
+        return
+    if text["client_cert"]:
+        try:
+            context.load_cert_chain(text["client_cert"], text["client_key"])
+        except (OSError, ssl.SSLError) as exc:
+            problems.add(
+                raw["client_cert"],
+                f"{text['client_cert']!r} with key {text['client_key']!r} is not a usable client "
+                f"certificate ({_ssl_reason(exc)})",
+            )
+
+
+def _ssl_reason(exc: Exception) -> str:
+    return str(getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc)[:120]
 
 
 def _consul_address(value: Any) -> tuple[str, str, int, str | None]:
