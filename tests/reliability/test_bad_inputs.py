@@ -22,7 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from adapters import SERVICES, service_class
 from bootstrap.model import Claim
+from bootstrap.options import OUT_OF_RANGE, WRONG_TYPE
 from testbed.consul import ConsulAgent
 from testbed.procs import free_port
 from tests.reliability.hostile_agent import Answer, HostileAgent, health_entry, kv_entry
@@ -32,6 +34,7 @@ from tests.reliability.outcome import (
     run_limited,
     snapshot,
 )
+from tests.unit.test_options import every_refused, options_for
 
 ADDRESS = "127.0.0.11"
 ZK_PORTS = {"client": 2181, "quorum": 2888, "election": 3888}
@@ -316,6 +319,48 @@ def nomad_alloc_index_negative(bed: Bed) -> list[str]:
 @case(2, "token file")
 def consul_token_file_missing(bed: Bed) -> list[str]:
     bed.env["CONSUL_HTTP_TOKEN_FILE"] = str(bed.root / "no-such-token")
+    return bed.zk()
+
+
+# -- every adapter option, generated from the adapters' declarations ------------------------
+
+
+def _option_case(key: str, name: str, label: str, number: int, value: object) -> None:
+    def prepare(bed: Bed) -> list[str]:
+        options = options_for(key, name, value)
+        for spec in options.get("files", []) if isinstance(options.get("files"), list) else []:
+            if isinstance(spec, dict) and isinstance(spec.get("path"), str):
+                spec["path"] = str(bed.root / spec["path"])  # never outside the case's own dir
+        args = bed.zk("--config", bed.config(yaml.safe_dump({"options": options})))
+        args[0] = key
+        return args
+
+    prepare.__name__ = f"option_{key}_{name}_{label.replace('-', '_')}_{number}"
+    case(2, f"options.{name}")(prepare)
+    OPTION_CASES.add((key, name, label))
+
+
+OPTION_CASES: set[tuple[str, str, str]] = set()  # (adapter, option, wrong-type|out-of-range)
+for _number, (_key, _option, _label, _value) in enumerate(every_refused()):
+    _option_case(_key, _option, _label, _number, _value)
+
+
+@case(2, "CONSUL_CACERT", "no usable CA certificate")
+def consul_ca_file_garbage(bed: Bed) -> list[str]:
+    garbage = bed.root / "ca.pem"
+    garbage.write_text(
+        "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n"
+    )
+    bed.env["CONSUL_CACERT"] = str(garbage)
+    return bed.zk()
+
+
+@case(2, "CONSUL_CLIENT_CERT", "not a usable client certificate")
+def consul_client_cert_garbage(bed: Bed) -> list[str]:
+    garbage = bed.root / "client.pem"
+    garbage.write_text("not a certificate\n")
+    bed.env["CONSUL_CLIENT_CERT"] = str(garbage)
+    bed.env["CONSUL_CLIENT_KEY"] = str(garbage)
     return bed.zk()
 
 
@@ -660,6 +705,16 @@ def test_bad_input_fails_cleanly(
     assert_disk_unchanged(tmp_path, before)
     if bad.huge:
         assert len(line) <= LONGEST_ERROR_LINE, f"an error line of {len(line)} characters"
+
+
+def test_every_adapter_option_has_its_cases() -> None:
+    """Proves the corpus holds a wrong-type and an out-of-range case for every adapter option."""
+    for key in SERVICES:
+        option_set = service_class(key).option_set
+        assert option_set is not None, key
+        for option in option_set:
+            for label in (WRONG_TYPE, OUT_OF_RANGE):
+                assert (key, option.name, label) in OPTION_CASES, f"{key}.{option.name}: {label}"
 
 
 def test_corpus_is_large_and_covers_every_documented_failure_code() -> None:
