@@ -51,6 +51,15 @@ class Claims:
         )
 
 
+@dataclass(frozen=True)
+class Found:
+    """What the registrations say: members, registrations waiting for a claim, refused ones."""
+
+    members: list[Member]
+    waiting: list[str]
+    refused: list[str]  # why each refused registration is not a member
+
+
 class Membership:
     """Ids and members of one cluster, through a ``DiscoveryPort``."""
 
@@ -73,6 +82,7 @@ class Membership:
         self.port_labels = port_labels
         self.primary = next(iter(port_labels))
         self.id_range = id_range
+        self._warned: set[str] = set()
 
     def claim_key(self, member_id: int) -> str:
         return f"{self.ids_prefix}{member_id}"
@@ -192,6 +202,15 @@ class Membership:
         self, instances: Sequence[Instance], claims: Claims
     ) -> tuple[list[Member], list[str]]:
         """Members (claims with a live registration), and registrations still without a claim."""
+        found = self.sort_out(instances, claims)
+        return found.members, found.waiting
+
+    def sort_out(self, instances: Sequence[Instance], claims: Claims) -> Found:
+        """Each registration: a member, waiting for its claim, or refused (fails validation).
+
+        A refused registration is not a member: one bad entry must not stop the cluster. It is
+        named in a warning (once) and in the progress line, and never reaches a file.
+        """
         by_endpoint: dict[tuple[str, int], tuple[Claim, int]] = {}
         for claim, modify_index in claims.by_id.values():
             if claim.group != self.consul_service:
@@ -202,20 +221,30 @@ class Membership:
                 by_endpoint[endpoint] = (claim, modify_index)
         members: dict[int, Member] = {}
         waiting = []
+        refused = []
         for instance in instances:
             if not instance.matches(self.tags, self.meta):
                 continue
             origin = f"Consul registration {instance.describe()!r}"
-            endpoint = (
-                valid_address(instance.address, origin),
-                valid_port(instance.port, origin),
-            )
+            try:
+                endpoint = (
+                    valid_address(instance.address, origin),
+                    valid_port(instance.port, origin),
+                )
+            except UntrustedValue as exc:
+                refused.append(str(exc))
+                if str(exc) not in self._warned:
+                    self._warned.add(str(exc))
+                    log.warning("not a member, skipped: %s", exc)
+                continue
             if endpoint in by_endpoint:
                 claim = by_endpoint[endpoint][0]
                 members[claim.member_id] = claim.member()
             else:
                 waiting.append(f"{endpoint[0]}:{endpoint[1]}")
-        return sorted(members.values(), key=lambda m: m.member_id), sorted(waiting)
+        return Found(
+            sorted(members.values(), key=lambda m: m.member_id), sorted(waiting), sorted(refused)
+        )
 
     async def snapshot(self) -> tuple[list[Member], list[str]]:
         """The members there are now, without waiting."""
@@ -239,22 +268,23 @@ class Membership:
         last_line = ""
         while True:
             round_started = time.monotonic()
-            members, waiting = self.match(instances, claims)
+            found = self.sort_out(instances, claims)
+            members = found.members
             here = [m.member_id for m in members]
             if len(members) >= expect and (me_id is None or me_id in here):
                 log.info("%d of %d members are here: %s", len(members), expect, _names(members))
                 return tuple(members)
-            line = f"{self.consul_service}: {_progress(members, waiting, me_id, expect)}"
+            line = f"{self.consul_service}: {_progress(found, me_id, expect)}"
             if line != last_line or time.monotonic() - last_progress >= PROGRESS_EVERY_S:
                 log.info("%s; %.0fs left", line, deadline.remaining())
                 last_progress, last_line = time.monotonic(), line
             if deadline.expired():
                 raise PeersMissing(f"deadline of {deadline.seconds:g}s passed: {line}")
             wait_s = max(0.1, min(PROGRESS_EVERY_S, deadline.remaining()))
-            service_task = asyncio.ensure_future(
+            service_task = asyncio.create_task(
                 self.discovery.instances(self.consul_service, index=service_index, wait_s=wait_s)
             )
-            claims_task = asyncio.ensure_future(self.read_claims(index=claims_index, wait_s=wait_s))
+            claims_task = asyncio.create_task(self.read_claims(index=claims_index, wait_s=wait_s))
             try:
                 done, _ = await asyncio.wait(
                     {service_task, claims_task}, return_when=asyncio.FIRST_COMPLETED
@@ -290,14 +320,15 @@ def _names(members: Sequence[Member]) -> str:
     return ", ".join(f"{m.member_id}={m.address}" for m in members) or "none"
 
 
-def _progress(
-    members: Sequence[Member], waiting: Sequence[str], me_id: int | None, expect: int
-) -> str:
+def _progress(found: Found, me_id: int | None, expect: int) -> str:
+    members = found.members
     missing = max(0, expect - len(members))
     parts = [f"{len(members)} of {expect} members here ({_names(members)})"]
     if me_id is not None and me_id not in {m.member_id for m in members}:
         parts.append(f"this member (id {me_id}) is not registered yet")
-    if waiting:
-        parts.append(f"registered without a claimed id yet: {', '.join(waiting)}")
+    if found.waiting:
+        parts.append(f"registered without a claimed id yet: {', '.join(found.waiting)}")
+    if found.refused:
+        parts.append(f"refused, not counted: {' | '.join(found.refused)}")
     parts.append(f"missing {missing}")
     return "; ".join(parts)
