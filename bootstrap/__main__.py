@@ -156,6 +156,8 @@ async def _doctor(start: Start, discovery: DiscoveryPort) -> None:
 
 def _print_plan(plan: Plan) -> None:
     view = plan.view
+    for line in plan.status:
+        print(f"# status: {line}")
     print(
         f"# member id {view.member_id}; members: "
         + ", ".join(f"{m.member_id}={m.address}" for m in view.members)

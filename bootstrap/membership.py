@@ -248,9 +248,22 @@ class Membership:
 
     async def snapshot(self) -> tuple[list[Member], list[str]]:
         """The members there are now, without waiting."""
+        found = await self.survey()
+        return found.members, found.waiting
+
+    async def survey(self) -> Found:
+        """Members, waiting and refused registrations now, without waiting."""
         _, instances = await self.discovery.instances(self.consul_service)
         _, claims = await self.read_claims()
-        return self.match(instances, claims)
+        return self.sort_out(instances, claims)
+
+    def status(self, found: Found, me_id: int | None, expect: int) -> str:
+        """One line for ``render --dry-run``: who is here, who is missing, whether a start waits."""
+        line = f"{self.consul_service}: {_progress(found, me_id, expect)}"
+        here = {m.member_id for m in found.members}
+        if len(found.members) >= expect and (me_id is None or me_id in here):
+            return f"{line}; a start would not wait"
+        return f"{line}; a start would wait for them (until --timeout)"
 
     async def wait_for(
         self, me_id: int | None, expect: int, deadline: Deadline

@@ -220,6 +220,9 @@ def test_render_dry_run_changes_nothing(consul: ConsulAgent, cluster: str, tmp_p
     assert result.code == 0, result.stderr
     assert "# member id 1" in result.stdout and "member.1=127.0.0.11:7000" in result.stdout
     assert "MY_ID=1" in result.stdout
+    status = result.stdout.splitlines()[0]  # 0 of 3 here: the header must not hide it
+    assert status.startswith(f"# status: {cluster}: 0 of 3 members here"), status
+    assert "missing 3" in status and "a start would wait" in status
     assert consul.kv_keys(f"cluster-bootstrap/{cluster}/") == []
     assert not (tmp_path / "m1" / "members.conf").exists()
 

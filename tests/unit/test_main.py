@@ -106,3 +106,28 @@ def test_discover_prints_the_registrations(root: Root, capsys: pytest.CaptureFix
     root.fake.add_instance("zk", Instance("zk-1", "n1", "10.0.0.1", 2181))
     assert root.main("discover", "zk") == 0
     assert '"id": "zk-1"' in capsys.readouterr().out
+
+
+def test_dry_run_says_members_are_missing(root: Root, capsys: pytest.CaptureFixture[str]) -> None:
+    """Proves render --dry-run with 1 of 3 members says so, and that a start would wait."""
+    root.fake.add_instance("zookeeper", Instance("zk-evil", "n", "10.0.0.9\nx", 2181))
+    assert root.main("render", *root.args("--dry-run", expect=3)) == 0
+    out = capsys.readouterr().out
+    status = out.splitlines()[0]
+    assert status.startswith("# status: zookeeper: 0 of 3 members here"), status
+    assert "this member (id 1) is not registered yet" in status and "missing 3" in status
+    assert "refused, not counted" in status and "zk-evil" in status
+    assert "a start would wait" in status
+    assert not (root.tmp / "conf" / "zoo.cfg").exists()
+
+
+def test_dry_run_says_a_start_would_not_wait(
+    root: Root, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Proves the status line says when every expected member is there."""
+    assert root.main("render", *root.args("--register")) == 0
+    capsys.readouterr()
+    assert root.main("render", *root.args("--dry-run")) == 0
+    status = capsys.readouterr().out.splitlines()[0]
+    assert status.startswith("# status: zookeeper: 1 of 1 members here (1=127.0.0.11)"), status
+    assert status.endswith("a start would not wait")
