@@ -22,6 +22,7 @@ that shape the ensemble are refused).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -198,3 +199,5 @@ async def four_letter(host: str, port: int, word: str, timeout_s: float = 2.0) -
         return None
     finally:
         writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -231,6 +232,8 @@ class ServicePort(AsyncResource, abc.ABC):
         except (OSError, TimeoutError):
             return HealthReport(2, f"down: nothing listens on {host}:{port}")
         writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
         return HealthReport(0, f"up: {host}:{port} accepts connections")
 
     def voter_changes(self, view: ClusterView) -> VoterChanges | None:
