@@ -121,7 +121,7 @@ class Start:
     async def preview(self) -> Plan:
         """What ``plan`` would decide now, changing nothing in Consul and not waiting."""
         disk_id = self.service.member_id_on_disk(self.me)
-        member_id = await self.membership.preview_id(self.me, disk_id)
+        member_id = await self.membership.preview_id(self.me, disk_id, str(self.me.data_dir))
         found = await self.membership.survey()
         status = [self.membership.status(found, member_id, self.settings.expect)]
         members = list(found.members)

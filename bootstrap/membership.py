@@ -60,6 +60,16 @@ class Found:
     refused: list[str]  # why each refused registration is not a member
 
 
+@dataclass(frozen=True)
+class IdChoice:
+    """Where an id comes from: ``disk``, this member's own ``claim``, or the ``free`` ones
+    (``candidates`` in the order to try; ``member_id`` is the first)."""
+
+    source: str
+    member_id: int
+    candidates: tuple[int, ...] = ()
+
+
 class Membership:
     """Ids and members of one cluster, through a ``DiscoveryPort``."""
 
@@ -113,6 +123,43 @@ class Membership:
         )
         return new_index, self.parse_claims(entries)
 
+    def choose_id(self, claims: Claims, me: Me, disk_id: int | None, disk_origin: str) -> IdChoice:
+        """The id rules, in one place, for ``obtain_id`` and ``preview_id`` alike.
+
+        An id on disk wins (inside the range, and not claimed by another member); else this
+        member's own claim; else the free ids, the ``alloc_index`` hint first.
+        """
+        low, high = self.id_range
+        if disk_id is not None:
+            if not low <= disk_id <= high:
+                raise MemberIdError(f"{disk_origin}: id {disk_id} is outside {low}..{high}")
+            self._disk_id_holder(disk_id, disk_origin, claims, me.owner)
+            return IdChoice("disk", disk_id)
+        mine = claims.owned_by(me.owner)
+        if mine:
+            return IdChoice("claim", mine[0].member_id)
+        candidates = tuple(self._candidates(me.alloc_index, claims.taken()))
+        if not candidates:
+            raise MemberIdError(
+                f"every member id in {low}..{high} is claimed under {self.ids_prefix}"
+            )
+        return IdChoice("free", candidates[0], candidates)
+
+    def _disk_id_holder(
+        self, disk_id: int, origin: str, claims: Claims, owner: str
+    ) -> tuple[Claim, int] | None:
+        """This member's own claim on its disk id, or None when the id is free; raises when
+        another member or an unusable record holds it."""
+        held = claims.by_id.get(disk_id)
+        if held is None and disk_id in claims.unusable:
+            raise MemberIdError(f"{origin}: id {disk_id} is held by an unusable KV record")
+        if held is not None and held[0].owner != owner:
+            raise MemberIdError(
+                f"{origin}: id {disk_id} is claimed in Consul by {held[0].owner!r}, "
+                f"not by this member {owner!r}"
+            )
+        return held
+
     async def obtain_id(self, me: Me, disk_id: int | None, disk_origin: str = "disk") -> int:
         """This member's stable id: the one on disk, else its own claim, else the lowest free.
 
@@ -120,14 +167,14 @@ class Membership:
         """
         _, claims = await self.read_claims()
         record = Claim(0, me.owner, me.address, dict(me.ports), self.consul_service)
-        if disk_id is not None:
-            return await self._keep_disk_id(disk_id, disk_origin, claims, record)
-        mine = claims.owned_by(me.owner)
-        if mine:
-            await self._refresh(mine[0], claims, record)
-            log.info("member %r reclaims its id %d", me.owner, mine[0].member_id)
-            return mine[0].member_id
-        for candidate in self._candidates(me.alloc_index, claims.taken()):
+        choice = self.choose_id(claims, me, disk_id, disk_origin)
+        if choice.source == "disk":
+            return await self._keep_disk_id(choice.member_id, disk_origin, claims, record)
+        if choice.source == "claim":
+            await self._refresh(claims.by_id[choice.member_id][0], claims, record)
+            log.info("member %r reclaims its id %d", me.owner, choice.member_id)
+            return choice.member_id
+        for candidate in choice.candidates:
             if await self.discovery.kv_create(
                 self.claim_key(candidate), _with_id(record, candidate)
             ):
@@ -138,28 +185,18 @@ class Membership:
         raise MemberIdError(f"every member id in {low}..{high} is claimed under {self.ids_prefix}")
 
     async def _keep_disk_id(self, disk_id: int, origin: str, claims: Claims, record: Claim) -> int:
-        low, high = self.id_range
-        if not low <= disk_id <= high:
-            raise MemberIdError(f"{origin}: id {disk_id} is outside {low}..{high}")
         for _ in range(3):
-            held = claims.by_id.get(disk_id)
+            held = self._disk_id_holder(disk_id, origin, claims, record.owner)
             if held is None:
-                if disk_id in claims.unusable:
-                    raise MemberIdError(f"{origin}: id {disk_id} is held by an unusable KV record")
                 if await self.discovery.kv_create(
                     self.claim_key(disk_id), _with_id(record, disk_id)
                 ):
                     log.info("member %r claimed id %d found on %s", record.owner, disk_id, origin)
                     return disk_id
-            elif held[0].owner == record.owner:
+            else:
                 await self._refresh(held[0], claims, record)
                 log.info("member %r keeps id %d found on %s", record.owner, disk_id, origin)
                 return disk_id
-            else:
-                raise MemberIdError(
-                    f"{origin}: id {disk_id} is claimed in Consul by {held[0].owner!r}, "
-                    f"not by this member {record.owner!r}"
-                )
             _, claims = await self.read_claims()
         raise MemberIdError(f"{origin}: id {disk_id} kept changing hands in Consul")
 
@@ -175,18 +212,10 @@ class Membership:
             raise MemberIdError(f"claim on id {claim.member_id} changed while it was being moved")
         log.info("id %d now points at %s", claim.member_id, record.address)
 
-    async def preview_id(self, me: Me, disk_id: int | None) -> int:
-        """The id ``obtain_id`` would settle on now, without writing anything."""
+    async def preview_id(self, me: Me, disk_id: int | None, disk_origin: str = "disk") -> int:
+        """The id ``obtain_id`` would settle on now, by the same rules, without writing."""
         _, claims = await self.read_claims()
-        if disk_id is not None:
-            return disk_id
-        mine = claims.owned_by(me.owner)
-        if mine:
-            return mine[0].member_id
-        for candidate in self._candidates(me.alloc_index, claims.taken()):
-            return candidate
-        low, high = self.id_range
-        raise MemberIdError(f"every member id in {low}..{high} is claimed under {self.ids_prefix}")
+        return self.choose_id(claims, me, disk_id, disk_origin).member_id
 
     def _candidates(self, alloc_index: int | None, taken: set[int]) -> Iterable[int]:
         low, high = self.id_range

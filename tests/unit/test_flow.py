@@ -198,3 +198,18 @@ def test_template_id_range_option_widens_and_checks_the_range() -> None:
         TemplateService({"files": files, "id_min": 9, "id_max": 3})
     with pytest.raises(UsageError, match=r"options\.id_max: 'many'"):
         TemplateService({"files": files, "id_max": "many"})
+
+
+@pytest.mark.parametrize("disk_id", [0, 256, 999])
+async def test_preview_applies_the_same_id_rules_as_a_start(tmp_path: Path, disk_id: int) -> None:
+    """Proves render --dry-run refuses a disk id outside the range, as a start does (one rule)."""
+
+    class DiskService(ListService):
+        def member_id_on_disk(self, me: object) -> int | None:
+            return disk_id
+
+    settings = settings_for(tmp_path, 1, expect=1)
+    for run in ("plan", "preview"):
+        start = Start(settings, FakeDiscovery(), DiskService(), Deadline(1))
+        with pytest.raises(MemberIdError, match=f"id {disk_id} is outside 1..255"):
+            await getattr(start, run)()
