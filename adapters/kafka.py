@@ -249,6 +249,8 @@ OPTIONS = OptionSet(
 
 
 class KafkaService(ServicePort):
+    """Kafka, in one of two modes (``KRaftMode``, ``ZooKeeperMode``) that shape its config."""
+
     key = "kafka"
     port_labels: ClassVar[Mapping[str, int]] = {"broker": 9092, "controller": 9093}
     default_data_dir = "/var/lib/kafka/data"
@@ -258,15 +260,14 @@ class KafkaService(ServicePort):
 
     def configure(self, problems: list[str]) -> None:
         o = self.opts
-        self.zookeeper_mode = o["mode"] == "zookeeper"
-        self.roles: set[str] = {"broker"} if self.zookeeper_mode else set(o["roles"])
-        self.dynamic = o["quorum"] == "dynamic" and not self.zookeeper_mode
+        self.mode: KRaftMode | ZooKeeperMode = (
+            ZooKeeperMode(self) if o["mode"] == "zookeeper" else KRaftMode(self)
+        )
+        self.zookeeper_mode = isinstance(self.mode, ZooKeeperMode)
+        self.roles: set[str] = set(self.mode.roles)
         self.storage_tool: list[str] = o["storage_tool"]
-        default = (1, 999) if self.zookeeper_mode else ID_RANGES[frozenset(self.roles)]
-        self.id_range = id_range(o, default, problems)
+        self.id_range = id_range(o, self.mode.id_default, problems)
         self.extra = {**self._extras_from_env(problems), **o["extra"]}
-
-    # -- options ------------------------------------------------------------------------------
 
     def _extras_from_env(self, problems: list[str]) -> dict[str, str]:
         extras: dict[str, str] = {}
@@ -288,32 +289,10 @@ class KafkaService(ServicePort):
     # -- the port -------------------------------------------------------------------------------
 
     def related_groups(self) -> Sequence[Group]:
-        if self.zookeeper_mode:
-            cluster = str(self.opts["zookeeper_cluster"])
-            return (
-                Group(
-                    ZOOKEEPER_GROUP,
-                    str(self.opts["zookeeper_service"] or cluster),
-                    ZOOKEEPER_PORT_LABELS,
-                    int(self.opts["zookeeper_expect"]),
-                    cluster=cluster,
-                ),
-            )
-        if self.roles == {"broker"}:
-            return (
-                Group(
-                    CONTROLLERS_GROUP,
-                    str(self.opts["controller_service"]),
-                    KafkaService.port_labels,
-                    int(self.opts["controllers"]),
-                ),
-            )
-        return ()
+        return self.mode.related_groups()
 
     def shared_values(self) -> Sequence[SharedValue]:
-        if self.zookeeper_mode:
-            return ()
-        return (SharedValue(CLUSTER_ID, secret=False, create=new_cluster_id),)
+        return self.mode.shared_values()
 
     def member_id_on_disk(self, me: Me) -> int | None:
         path = me.data_dir / "meta.properties"
@@ -334,12 +313,66 @@ class KafkaService(ServicePort):
             raise RenderError(
                 f"address {me.address} cannot be advertised to clients and peers: give --address"
             )
-        lines = self._zookeeper_lines(view) if self.zookeeper_mode else self._kraft_lines(view)
+        lines = self.mode.lines(view)
         lines += [f"{key}={value}" for key, value in sorted(self.extra.items())]
         conf = self.conf_file(me)
         return Rendering((RenderedFile(conf, "\n".join(lines) + "\n"),))
 
-    def _kraft_lines(self, view: ClusterView) -> list[str]:
+    async def prepare(
+        self, view: ClusterView, rendering: Rendering, command: Sequence[str]
+    ) -> None:
+        """Format the storage once (KRaft), or check that what is on disk is this member's."""
+        await self.mode.prepare(view)
+
+    def health_label(self) -> str:
+        """The port that says the member is up: the broker's, or a controller's only one."""
+        return "broker" if "broker" in self.roles else "controller"
+
+    # KRaft's pieces, as before the split (tests and the bed call them on the service).
+
+    def cluster_id(self, view: ClusterView) -> str:
+        return KRaftMode.cluster_id(view)
+
+    def controllers(self, view: ClusterView) -> tuple[Member, ...]:
+        return _kraft(self).controllers(view)
+
+    def format_command(self, view: ClusterView, cluster_id: str) -> list[str]:
+        return _kraft(self).format_command(view, cluster_id)
+
+
+def _kraft(service: KafkaService) -> KRaftMode:
+    if not isinstance(service.mode, KRaftMode):
+        raise RenderError("ZooKeeper mode has no controllers and no storage format")
+    return service.mode
+
+
+class KRaftMode:
+    """KRaft: roles, a static or dynamic controller quorum, one shared cluster id, and the
+    storage formatted once before the first start."""
+
+    def __init__(self, service: KafkaService) -> None:
+        self.service = service
+        self.roles: frozenset[str] = service.opts["roles"]
+        self.dynamic = service.opts["quorum"] == "dynamic"
+        self.id_default = ID_RANGES[self.roles]
+
+    def related_groups(self) -> Sequence[Group]:
+        if self.roles != {"broker"}:
+            return ()
+        o = self.service.opts
+        return (
+            Group(
+                CONTROLLERS_GROUP,
+                str(o["controller_service"]),
+                KafkaService.port_labels,
+                int(o["controllers"]),
+            ),
+        )
+
+    def shared_values(self) -> Sequence[SharedValue]:
+        return (SharedValue(CLUSTER_ID, secret=False, create=new_cluster_id),)
+
+    def lines(self, view: ClusterView) -> list[str]:
         me = view.me
         self.cluster_id(view)  # refuse a bad one before anything is written
         controllers = self.controllers(view)
@@ -368,26 +401,8 @@ class KafkaService(ServicePort):
             lines.append(f"controller.quorum.voters={voters}")
         return lines
 
-    def _zookeeper_lines(self, view: ClusterView) -> list[str]:
-        me = view.me
-        ensemble = view.groups.get(ZOOKEEPER_GROUP, ())
-        if not ensemble:
-            service = self.related_groups()[0].consul_service
-            raise RenderError(f"no ZooKeeper member found in Consul service {service!r}")
-        connect = ",".join(endpoint(m.address, m.port("client")) for m in ensemble)
-        labels = [("PLAINTEXT", "broker")]
-        return [
-            "# Written by cluster-bootstrap. zookeeper.connect is the same on every broker.",
-            f"broker.id={view.member_id}",
-            f"zookeeper.connect={connect}{self.opts['zookeeper_chroot'] or ''}",
-            "listeners=" + _listeners(me.bind_address, me.bind_ports, labels),
-            "advertised.listeners=" + _listeners(me.address, me.ports, labels),
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT",
-            "inter.broker.listener.name=PLAINTEXT",
-            f"log.dirs={me.data_dir}",
-        ]
-
-    def cluster_id(self, view: ClusterView) -> str:
+    @staticmethod
+    def cluster_id(view: ClusterView) -> str:
         """The shared cluster id, checked: it goes on the storage tool's command line."""
         value = view.shared.get(CLUSTER_ID, "")
         if not _CLUSTER_ID.fullmatch(value) or value.startswith("-"):
@@ -402,7 +417,7 @@ class KafkaService(ServicePort):
         if "controller" in self.roles:
             return view.members
         controllers = view.groups.get(CONTROLLERS_GROUP, ())
-        service = self.opts["controller_service"]
+        service = self.service.opts["controller_service"]
         if not controllers:
             raise RenderError(f"no controller found in Consul service {service!r}")
         if view.member_id in {m.member_id for m in controllers}:
@@ -412,12 +427,8 @@ class KafkaService(ServicePort):
             )
         return controllers
 
-    async def prepare(
-        self, view: ClusterView, rendering: Rendering, command: Sequence[str]
-    ) -> None:
-        """Format the storage once (KRaft), or check that what is on disk is this member's."""
-        if self.zookeeper_mode:
-            return
+    async def prepare(self, view: ClusterView) -> None:
+        """Format the storage once, or check that what is on disk is this member's."""
         cluster_id = self.cluster_id(view)
         meta_path = view.me.data_dir / "meta.properties"
         try:
@@ -437,7 +448,8 @@ class KafkaService(ServicePort):
 
     def format_command(self, view: ClusterView, cluster_id: str) -> list[str]:
         """The storage tool's ``format`` command for this member (same list on every controller)."""
-        argv = [*self.storage_tool, "format", "-t", cluster_id, "-c", str(self.conf_file(view.me))]
+        conf = str(self.service.conf_file(view.me))
+        argv = [*self.service.storage_tool, "format", "-t", cluster_id, "-c", conf]
         if self.dynamic and "controller" in self.roles:
             voters = ",".join(
                 f"{m.member_id}@{endpoint(m.address, m.port('controller'))}:"
@@ -474,11 +486,54 @@ class KafkaService(ServicePort):
             last = lines[-1].strip() if lines else "no output"
             raise PrepareError(f"storage format failed (exit {proc.returncode}): {last}")
 
-    # -- health -----------------------------------------------------------------------------------
 
-    def health_label(self) -> str:
-        """The port that says the member is up: the broker's, or a controller's only one."""
-        return "broker" if "broker" in self.roles else "controller"
+class ZooKeeperMode:
+    """Kafka 3.x on ZooKeeper: a broker with ``broker.id`` and ``zookeeper.connect`` from the
+    ensemble that formed through the agent; no shared cluster id, no storage format."""
+
+    roles = frozenset({"broker"})
+    id_default = (1, 999)
+
+    def __init__(self, service: KafkaService) -> None:
+        self.service = service
+
+    def related_groups(self) -> Sequence[Group]:
+        o = self.service.opts
+        cluster = str(o["zookeeper_cluster"])
+        return (
+            Group(
+                ZOOKEEPER_GROUP,
+                str(o["zookeeper_service"] or cluster),
+                ZOOKEEPER_PORT_LABELS,
+                int(o["zookeeper_expect"]),
+                cluster=cluster,
+            ),
+        )
+
+    def shared_values(self) -> Sequence[SharedValue]:
+        return ()
+
+    def lines(self, view: ClusterView) -> list[str]:
+        me = view.me
+        ensemble = view.groups.get(ZOOKEEPER_GROUP, ())
+        if not ensemble:
+            service = self.related_groups()[0].consul_service
+            raise RenderError(f"no ZooKeeper member found in Consul service {service!r}")
+        connect = ",".join(endpoint(m.address, m.port("client")) for m in ensemble)
+        labels = [("PLAINTEXT", "broker")]
+        return [
+            "# Written by cluster-bootstrap. zookeeper.connect is the same on every broker.",
+            f"broker.id={view.member_id}",
+            f"zookeeper.connect={connect}{self.service.opts['zookeeper_chroot'] or ''}",
+            "listeners=" + _listeners(me.bind_address, me.bind_ports, labels),
+            "advertised.listeners=" + _listeners(me.address, me.ports, labels),
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={me.data_dir}",
+        ]
+
+    async def prepare(self, view: ClusterView) -> None:
+        return None
 
 
 # -- helpers (module level: the tests and the test bed use them too) -----------------------------
