@@ -38,6 +38,7 @@ from bootstrap.settings import ConsulSettings
 MAX_ANSWER_BYTES = 8 * 1024 * 1024  # 1,000 instances are about 2 MiB; more is not an answer
 REQUEST_TIMEOUT_S = 10.0
 T = TypeVar("T")
+Callback = Callable[[consul.base.Response], T]
 
 
 def _wait_seconds(uri: str) -> float:
@@ -85,50 +86,33 @@ class _Transport:
             )
         self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout())
 
-    # -- the interface py-consul's API layer calls ---------------------------------------------
+    # -- the interface py-consul's API layer calls (callback and path positional, the rest
+    # -- by keyword: tests/unit/test_consul_transport.py holds py-consul to that) -------------
 
-    def get(
-        self,
-        callback: Callable[[consul.base.Response], T],
-        path: str,
-        params: Any = None,
-        headers: dict[str, str] | None = None,
-        **_: Any,
-    ) -> Awaitable[T]:
-        return self._request(callback, "GET", self.uri(path, params), headers)
+    def get(self, callback: Callback[T], path: str, **kwargs: Any) -> Awaitable[T]:
+        return self._verb("GET", callback, path, **kwargs)
 
-    def put(
-        self,
-        callback: Callable[[consul.base.Response], T],
-        path: str,
-        params: Any = None,
-        data: Any = "",
-        headers: dict[str, str] | None = None,
-        **_: Any,
-    ) -> Awaitable[T]:
-        return self._request(callback, "PUT", self.uri(path, params), headers, data)
+    def put(self, callback: Callback[T], path: str, **kwargs: Any) -> Awaitable[T]:
+        return self._verb("PUT", callback, path, **kwargs)
 
-    def delete(
-        self,
-        callback: Callable[[consul.base.Response], T],
-        path: str,
-        params: Any = None,
-        data: Any = "",
-        headers: dict[str, str] | None = None,
-        **_: Any,
-    ) -> Awaitable[T]:
-        return self._request(callback, "DELETE", self.uri(path, params), headers, data)
+    def delete(self, callback: Callback[T], path: str, **kwargs: Any) -> Awaitable[T]:
+        return self._verb("DELETE", callback, path, **kwargs)
 
-    def post(
+    def post(self, callback: Callback[T], path: str, **kwargs: Any) -> Awaitable[T]:
+        return self._verb("POST", callback, path, **kwargs)
+
+    def _verb(
         self,
-        callback: Callable[[consul.base.Response], T],
+        method: str,
+        callback: Callback[T],
         path: str,
-        params: Any = None,
-        data: Any = "",
+        *,
+        params: list[tuple[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
-        **_: Any,
+        data: Any = None,
+        **_: Any,  # raw, connections_timeout: our own limits apply
     ) -> Awaitable[T]:
-        return self._request(callback, "POST", self.uri(path, params), headers, data)
+        return self._request(callback, method, self.uri(path, params), headers, data)
 
     def _ssl_context(self) -> ssl.SSLContext:
         s = self.settings

@@ -7,10 +7,12 @@ own session, limits and error mapping. These tests fail when py-consul's side of
 
 from __future__ import annotations
 
+import ast
 import base64
 import inspect
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp.web
 import consul.aio
@@ -35,19 +37,32 @@ def test_transport_offers_every_method_py_consul_calls() -> None:
 
 @pytest.mark.parametrize("verb", VERBS)
 def test_each_verb_takes_what_py_consul_passes(verb: str) -> None:
-    """Proves every parameter py-consul's own aio transport takes is one ours names or absorbs."""
-    theirs = inspect.signature(getattr(consul.aio.HTTPClient, verb)).parameters
-    ours = inspect.signature(getattr(_Transport, verb)).parameters
-    named = {"self", "callback", "path", "params", "headers", "data"}
-    assert set(theirs) - named <= {"raw", "connections_timeout"}, set(theirs) - named
-    assert {n for n in theirs if n in named} <= set(ours)
-    assert any(p.kind is inspect.Parameter.VAR_KEYWORD for p in ours.values())
+    """Proves py-consul's transport verbs still take callback and path, then keywords ours
+    reads (params, headers, data) or may ignore (raw, connections_timeout)."""
+    theirs = list(inspect.signature(getattr(consul.aio.HTTPClient, verb)).parameters)
+    assert theirs[:3] == ["self", "callback", "path"], theirs
+    assert set(theirs[3:]) <= {"params", "headers", "data", "raw", "connections_timeout"}, theirs
+    ours = inspect.signature(_Transport._verb).parameters
+    assert {"params", "headers", "data"} <= set(ours)
 
 
-def test_client_builds_its_transport_through_http_connect() -> None:
-    """Proves py-consul still asks ``http_connect`` for its transport (our one hook)."""
-    assert "http_connect" in vars(consul.base.Consul)
-    assert "self.http = self.http_connect(" in inspect.getsource(consul.base.Consul.__init__)
+def test_py_consul_passes_everything_after_the_path_by_keyword() -> None:
+    """Proves every call in py-consul's API layer gives its transport only callback and path
+    positionally (ours takes the rest by keyword)."""
+    calls = 0
+    for module in (Path(consul.__file__).parent / "api").glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in VERBS
+                and isinstance(node.func.value, ast.Attribute)
+                and node.func.value.attr == "http"
+            ):
+                calls += 1
+                assert len(node.args) <= 2, f"{module.name}:{node.lineno}"
+                assert not any(isinstance(a, ast.Starred) for a in node.args)
+    assert calls > 50  # the API layer's calls were found
 
 
 @pytest.fixture
