@@ -38,6 +38,7 @@ from bootstrap.settings import ConsulSettings
 MAX_ANSWER_BYTES = 8 * 1024 * 1024  # 1,000 instances are about 2 MiB; more is not an answer
 REQUEST_TIMEOUT_S = 10.0
 T = TypeVar("T")
+Callback = Callable[[consul.base.Response], T]
 
 
 def _wait_seconds(uri: str) -> float:
@@ -49,14 +50,21 @@ def _wait_seconds(uri: str) -> float:
     return 0.0
 
 
-class _Transport(consul.aio.HTTPClient):  # type: ignore[misc]
-    """An aiohttp transport for py-consul's API layer, with our errors, limits and TLS."""
+class _Transport:
+    """The HTTP transport under py-consul's API layer: ours, not a py-consul subclass.
+
+    py-consul's ``Consul`` calls exactly ``get``, ``put``, ``delete`` and ``post`` (its
+    ``HTTPClient`` interface, the seam its own sync and aio clients plug into) with a callback
+    that turns a ``consul.base.Response`` into a value. Everything below that line is ours:
+    the aiohttp session, TLS, timeouts bounded by the deadline, the size cap and the mapping
+    of every failure into ``bootstrap.errors``. Nothing of py-consul's private code runs, so a
+    py-consul release that renames an internal cannot route a call around it;
+    ``tests/unit/test_consul_transport.py`` fails if the interface py-consul calls changes.
+    """
 
     def __init__(self, settings: ConsulSettings, deadline: Deadline) -> None:
         host = "localhost" if settings.scheme == "unix" else settings.host
         scheme = "http" if settings.scheme == "unix" else settings.scheme
-        # Deliberately not consul.aio.HTTPClient.__init__: it builds a deprecated connector.
-        consul.base.HTTPClient.__init__(self, host, settings.port or 80, scheme, settings.verify)
         self.base_uri = f"{scheme}://{endpoint(host, settings.port or 80)}"
         self.settings = settings
         self.deadline = deadline
@@ -78,6 +86,34 @@ class _Transport(consul.aio.HTTPClient):  # type: ignore[misc]
             )
         self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout())
 
+    # -- the interface py-consul's API layer calls (callback and path positional, the rest
+    # -- by keyword: tests/unit/test_consul_transport.py holds py-consul to that) -------------
+
+    def get(self, callback: Callback[T], path: str, **kwargs: Any) -> Awaitable[T]:
+        return self._verb("GET", callback, path, **kwargs)
+
+    def put(self, callback: Callback[T], path: str, **kwargs: Any) -> Awaitable[T]:
+        return self._verb("PUT", callback, path, **kwargs)
+
+    def delete(self, callback: Callback[T], path: str, **kwargs: Any) -> Awaitable[T]:
+        return self._verb("DELETE", callback, path, **kwargs)
+
+    def post(self, callback: Callback[T], path: str, **kwargs: Any) -> Awaitable[T]:
+        return self._verb("POST", callback, path, **kwargs)
+
+    def _verb(
+        self,
+        method: str,
+        callback: Callback[T],
+        path: str,
+        *,
+        params: list[tuple[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        data: Any = None,
+        **_: Any,  # raw, connections_timeout: our own limits apply
+    ) -> Awaitable[T]:
+        return self._request(callback, method, self.uri(path, params), headers, data)
+
     def _ssl_context(self) -> ssl.SSLContext:
         s = self.settings
         try:
@@ -92,7 +128,9 @@ class _Transport(consul.aio.HTTPClient):  # type: ignore[misc]
         return context
 
     def uri(self, path: str, params: list[tuple[str, Any]] | None = None) -> str:
-        return str(super().uri(path, [*(params or []), *self.extra_params]))
+        uri = self.base_uri + urllib.parse.quote(path, safe="/:")
+        query = [*(params or []), *self.extra_params]
+        return f"{uri}?{urllib.parse.urlencode(query)}" if query else uri
 
     async def _request(
         self,
@@ -101,8 +139,6 @@ class _Transport(consul.aio.HTTPClient):  # type: ignore[misc]
         uri: str,
         headers: dict[str, str] | None,
         data: Any = None,
-        connections_timeout: float | None = None,
-        raw: bool = False,
     ) -> T:
         path = urllib.parse.urlsplit(uri).path
         wait = _wait_seconds(uri)
@@ -175,6 +211,7 @@ class _Client(consul.aio.Consul):  # type: ignore[misc]
         self.token = settings.token  # py-consul would let CONSUL_HTTP_TOKEN beat the token file
 
     def http_connect(self, *_: Any, **__: Any) -> _Transport:
+        """py-consul's factory for its transport: ours, composed, not inherited."""
         return _Transport(self._cb_settings, self._cb_deadline)
 
 

@@ -82,7 +82,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from adapters.images import emqx_env_problems
-from bootstrap.errors import RenderError, UsageError
+from bootstrap.errors import RenderError
 from bootstrap.model import (
     ClusterView,
     Me,
@@ -92,16 +92,9 @@ from bootstrap.model import (
     endpoint,
     valid_address,
 )
-from bootstrap.ports import HealthCheck, ServicePort, options_with_defaults
+from bootstrap.options import PATH, Choice, Custom, Option, OptionSet
+from bootstrap.ports import HealthCheck, ServicePort
 
-DEFAULTS: dict[str, Any] = {
-    "version": 5,
-    "output": None,  # file for EMQX 5, env for 4.4 (the only form 4.4 cannot override)
-    "conf_file": None,
-    "node_name_prefix": "emqx",
-}
-VERSIONS = {"5": 5, "4": 4, "4.4": 4}
-OUTPUTS = ("file", "env")
 DIST_PORT = 4370  # Erlang distribution for a node name without a numeric suffix
 RPC_PORT = 5369  # gen_rpc, likewise
 COOKIE_NAME = "cookie"
@@ -113,6 +106,32 @@ COOKIE_ENV_4 = ("EMQX_NODE_COOKIE", COOKIE_ENV)  # 4.4's bin/emqx reads the firs
 
 _PREFIX = re.compile(r"[0-9A-Za-z_-]+")  # used with fullmatch: "$" would let a final "\n" in
 _COOKIE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{7,254}")
+
+
+def _prefix(value: Any) -> str:
+    if not isinstance(value, str) or not _PREFIX.fullmatch(value):
+        raise ValueError(f"{value!r} is not ^[0-9A-Za-z_-]+$")
+    if value[-1].isdigit():
+        raise ValueError(
+            f"{value!r} ends in a digit, which shifts the distribution and RPC ports away "
+            "from 4370 and 5369"
+        )
+    return value
+
+
+OPTIONS = OptionSet(
+    "EMQX",
+    Option("version", 5, Choice((5, 4), {"4.4": 4})),
+    Option("output", None, Choice(("file", "env"))),  # None: file for 5, env for 4.4
+    Option("conf_file", None, PATH),
+    Option(
+        "node_name_prefix",
+        "emqx",
+        Custom(
+            _prefix, (("wrong-type", ["emqx"]), ("out-of-range", "emqx1")), "a node name prefix"
+        ),
+    ),
+)
 
 
 def hocon_string(value: str) -> str:
@@ -137,45 +156,23 @@ class EmqxService(ServicePort):
     default_data_dir = "/opt/emqx/data"  # the official image's layout
     default_conf_dir = "/opt/emqx/etc"
 
-    def __init__(
-        self, options: Mapping[str, Any], environ: Mapping[str, str] | None = None
-    ) -> None:
-        super().__init__(options, environ)
-        problems: list[str] = []
-        opts = options_with_defaults("EMQX", options, DEFAULTS, problems)
-        raw_version = opts["version"]
-        version = None if isinstance(raw_version, bool) else VERSIONS.get(str(raw_version))
-        if version is None:
-            problems.append(f"options.version: {raw_version!r} is not 5 or 4 (EMQX 4.4)")
-        output = opts["output"] or ("env" if version == 4 else "file")
-        if output not in OUTPUTS:
-            problems.append(f"options.output: {output!r} is not one of {', '.join(OUTPUTS)}")
-        conf_file = opts["conf_file"]
-        if conf_file is not None and (not isinstance(conf_file, str) or not conf_file):
-            problems.append(f"options.conf_file: {conf_file!r} is not a path")
-        elif conf_file is not None and output == "env":
-            problems.append("options.conf_file: only used with output: file")
-        if version == 4 and output == "file":
+    option_set = OPTIONS
+
+    def configure(self, problems: list[str]) -> None:
+        self.version: int = self.opts["version"]
+        # file for EMQX 5; env for 4.4, the only form the 4.4 image cannot override
+        self.output: str = self.opts["output"] or ("env" if self.version == 4 else "file")
+        self.conf_file_option: str | None = self.opts["conf_file"]
+        self.prefix: str = self.opts["node_name_prefix"]
+        if self.conf_file_option is not None and self.output != "file":
+            problems.append("options.conf_file: only used with output=file")
+        if self.version == 4 and self.output == "file":
             problems.append(
                 "options.output: file does not work with EMQX 4.4: the keys of the image's "
                 "emqx.conf (node.name, node.cookie, cluster.discovery) win over an included "
                 "file's; use output: env"
             )
         problems += emqx_env_problems(self.environ)
-        prefix = opts["node_name_prefix"]
-        if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
-            problems.append(f"options.node_name_prefix: {prefix!r} is not ^[0-9A-Za-z_-]+$")
-        elif prefix[-1].isdigit():
-            problems.append(
-                f"options.node_name_prefix: {prefix!r} ends in a digit, which shifts the "
-                "distribution and RPC ports away from 4370 and 5369"
-            )
-        if problems:
-            raise UsageError(problems)
-        self.version: int = version or 5
-        self.output: str = output
-        self.conf_file_option: str | None = conf_file
-        self.prefix: str = prefix
 
     def shared_values(self) -> Sequence[SharedValue]:
         return [SharedValue(COOKIE_NAME, secret=True, create=new_cookie)]

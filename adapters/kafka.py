@@ -80,8 +80,7 @@ from adapters.images import (
     KAFKA_SHARED_CONFIG_DIR,
     kafka_not_honoured,
 )
-from adapters.zookeeper import ZooKeeperService
-from bootstrap.errors import MemberIdError, PrepareError, RenderError, UsageError
+from bootstrap.errors import MemberIdError, PrepareError, RenderError
 from bootstrap.log import log
 from bootstrap.model import (
     ClusterView,
@@ -92,28 +91,21 @@ from bootstrap.model import (
     SharedValue,
     endpoint,
     is_any_address,
-    is_name,
 )
-from bootstrap.ports import Group, ServicePort, id_range_option, options_with_defaults
+from bootstrap.options import (
+    NAME,
+    PATH,
+    Choice,
+    Custom,
+    Int,
+    Option,
+    OptionSet,
+    Refusals,
+    id_range,
+    id_range_options,
+)
+from bootstrap.ports import Group, ServicePort
 
-DEFAULTS: dict[str, Any] = {
-    "mode": "kraft",
-    "roles": "broker,controller",
-    "quorum": "static",
-    "controller_service": None,
-    "controllers": 3,
-    "zookeeper_cluster": None,
-    "zookeeper_service": None,
-    "zookeeper_expect": 3,
-    "zookeeper_chroot": None,
-    "storage_tool": ["/opt/kafka/bin/kafka-storage.sh"],
-    "conf_file": None,
-    "extra": {},
-    "id_min": None,
-    "id_max": None,
-}
-KRAFT_ONLY = ("roles", "quorum", "controller_service", "controllers")
-ZOOKEEPER_ONLY = ("zookeeper_cluster", "zookeeper_service", "zookeeper_expect", "zookeeper_chroot")
 ID_RANGES = {
     frozenset({"controller"}): (1, 99),
     frozenset({"broker"}): (100, 999),
@@ -140,54 +132,135 @@ _CHROOT = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
 _CLUSTER_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
 _ENV_UNDERSCORES = re.compile(r"_+")
 _ENV_RUNS = {1: ".", 2: "_", 3: "-"}
+# ZooKeeper's port labels, as the zookeeper adapter declares them (a unit test holds them equal):
+# a ZooKeeper-mode broker reads the ensemble's claims without importing that adapter.
+ZOOKEEPER_PORT_LABELS: Mapping[str, int] = {"client": 2181, "quorum": 2888, "election": 3888}
 # Namespace of the derived directory ids (uuid5), fixed so every controller derives the same.
 _DIRECTORY_NAMESPACE = uuid.UUID("8d1a7f3e-4b2c-5e6f-9a0b-1c2d3e4f5a6b")
 
 
+def _extras(extra: Any) -> dict[str, str]:
+    if not isinstance(extra, dict):
+        raise ValueError(f"{extra!r} is not a mapping of properties to values")
+    extras: dict[str, str] = {}
+    refused = []
+    for key, raw in extra.items():
+        if isinstance(raw, (dict, list)) or raw is None:
+            refused.append(f"{key!r} needs a single value, not {raw!r}")
+            continue
+        value = str(raw).lower() if isinstance(raw, bool) else str(raw)
+        if problem := _line_problem(str(key), value):
+            refused.append(problem)
+        extras[str(key)] = value
+    if refused:
+        raise Refusals(refused)
+    return extras
+
+
+def _roles(value: Any) -> frozenset[str]:
+    parts = value.split(",") if isinstance(value, str) else value
+    roles = frozenset(str(p).strip() for p in parts) if isinstance(parts, list) else frozenset()
+    if roles not in ID_RANGES:
+        raise ValueError(f"{value!r} is not 'broker,controller', 'controller' or 'broker'")
+    return roles
+
+
+def _chroot(value: Any) -> str:
+    if not isinstance(value, str) or not _CHROOT.fullmatch(value):
+        raise ValueError(f"{value!r} is not a ZooKeeper path like '/kafka'")
+    parts = value.split("/")[1:]
+    if any(part in (".", "..") for part in parts) or parts[0] == "zookeeper":
+        raise ValueError(f"{value!r} is not a ZooKeeper path like '/kafka'")
+    return value
+
+
+def _storage_tool(value: Any) -> list[str]:
+    argv = [value] if isinstance(value, str) else value
+    if (
+        not isinstance(argv, list)
+        or not argv
+        or not all(isinstance(a, str) and a and "\0" not in a for a in argv)
+    ):
+        raise ValueError(f"{value!r} is not a command (a list of non-empty strings)")
+    return list(argv)
+
+
+_KRAFT = {"mode": "kraft"}
+_KRAFT_BROKER = {"mode": "kraft", "roles": "broker"}
+_ZOOKEEPER = {"mode": "zookeeper"}
+OPTIONS = OptionSet(
+    "Kafka",
+    Option("mode", "kraft", Choice(("kraft", "zookeeper"))),
+    Option(
+        "roles",
+        frozenset({"broker", "controller"}),
+        Custom(
+            _roles,
+            (("wrong-type", {"broker": 1}), ("out-of-range", "broker,zookeeper")),
+            "'broker,controller', 'controller' or 'broker'",
+        ),
+        when=_KRAFT,
+    ),
+    Option("quorum", "static", Choice(("static", "dynamic")), when=_KRAFT),
+    Option("controller_service", None, NAME, when=_KRAFT_BROKER, required=True),
+    Option("controllers", 3, Int(1, 99), when=_KRAFT_BROKER),
+    Option("zookeeper_cluster", None, NAME, when=_ZOOKEEPER, required=True),
+    Option("zookeeper_service", None, NAME, when=_ZOOKEEPER),
+    Option("zookeeper_expect", 3, Int(1, 255), when=_ZOOKEEPER),
+    Option(
+        "zookeeper_chroot",
+        None,
+        Custom(
+            _chroot,
+            (("wrong-type", ["/kafka"]), ("out-of-range", "/kafka/../zookeeper")),
+            "a ZooKeeper path like '/kafka'",
+        ),
+        when=_ZOOKEEPER,
+    ),
+    Option(
+        "storage_tool",
+        ["/opt/kafka/bin/kafka-storage.sh"],
+        Custom(
+            _storage_tool,
+            (("wrong-type", {"bin": "kafka-storage.sh"}), ("out-of-range", [])),
+            "a command (a list of non-empty strings)",
+        ),
+    ),
+    Option("conf_file", None, PATH),
+    Option(
+        "extra",
+        {},
+        Custom(
+            _extras,
+            (("wrong-type", ["a=b"]), ("out-of-range", {"node.id": 7})),
+            "a mapping of properties to one-line values",
+        ),
+    ),
+    *id_range_options(),
+)
+
+
 class KafkaService(ServicePort):
+    """Kafka, in one of two modes (``KRaftMode``, ``ZooKeeperMode``) that shape its config."""
+
     key = "kafka"
     port_labels: ClassVar[Mapping[str, int]] = {"broker": 9092, "controller": 9093}
     default_data_dir = "/var/lib/kafka/data"
     default_conf_dir = "/opt/kafka/config/cluster-bootstrap"
     shared_config_dir = Path(KAFKA_SHARED_CONFIG_DIR)  # the image merges it; the agent does not
 
-    def __init__(
-        self, options: Mapping[str, Any], environ: Mapping[str, str] | None = None
-    ) -> None:
-        super().__init__(options, environ)
-        problems: list[str] = []
-        self.opts = options_with_defaults("Kafka", options, DEFAULTS, problems)
+    option_set = OPTIONS
+
+    def configure(self, problems: list[str]) -> None:
         o = self.opts
-        self.zookeeper_mode = o["mode"] == "zookeeper"
-        if o["mode"] not in ("kraft", "zookeeper"):
-            problems.append(f"options.mode: {o['mode']!r} is not 'kraft' or 'zookeeper'")
-        wrong_mode = ZOOKEEPER_ONLY if not self.zookeeper_mode else KRAFT_ONLY
-        for key in wrong_mode:
-            if key in options:
-                problems.append(f"options.{key}: only for mode={_other_mode(o['mode'])}")
-        self.roles = _roles(o["roles"], problems) if not self.zookeeper_mode else {"broker"}
-        if o["quorum"] not in ("static", "dynamic"):
-            problems.append(f"options.quorum: {o['quorum']!r} is not 'static' or 'dynamic'")
-        self.dynamic = o["quorum"] == "dynamic" and not self.zookeeper_mode
-        broker_only = self.roles == {"broker"} and not self.zookeeper_mode
-        for key in ("controller_service", "controllers"):
-            if key in options and not broker_only and not self.zookeeper_mode:
-                problems.append(f"options.{key}: only for roles=broker (brokers name controllers)")
-        if broker_only:
-            _check_name(o, "controller_service", problems, required=True)
-        _check_count(o, "controllers", problems)
-        if self.zookeeper_mode:
-            _check_name(o, "zookeeper_cluster", problems, required=True)
-            _check_name(o, "zookeeper_service", problems, required=False)
-            _check_count(o, "zookeeper_expect", problems)
-        chroot = o["zookeeper_chroot"]
-        if chroot is not None and not _valid_chroot(chroot):
-            problems.append(
-                f"options.zookeeper_chroot: {chroot!r} is not a ZooKeeper path like '/kafka'"
-            )
-        self.storage_tool = _storage_tool(o["storage_tool"], problems)
-        self.id_range = self._id_range(problems)
-        self.extra = {**self._extras_from_env(problems), **_extras(o["extra"], problems)}
+        self.mode: KRaftMode | ZooKeeperMode = (
+            ZooKeeperMode(self) if o["mode"] == "zookeeper" else KRaftMode(self)
+        )
+        self.zookeeper_mode = isinstance(self.mode, ZooKeeperMode)
+        self.roles: set[str] = set(self.mode.roles)
+        self.storage_tool: list[str] = o["storage_tool"]
+        self.id_range = id_range(o, self.mode.id_default, problems)
+        self.extra = {**self._extras_from_env(problems), **o["extra"]}
         # The apache/kafka image formats its storage with CLUSTER_ID: it seeds the shared id.
         self.image_cluster_id = self.environ.get(CLUSTER_ID_VAR) or None
         if self.image_cluster_id is not None and not _valid_cluster_id(self.image_cluster_id):
@@ -195,16 +268,6 @@ class KafkaService(ServicePort):
                 f"{CLUSTER_ID_VAR}: {self.image_cluster_id[:40]!r} is not a Kafka cluster id "
                 "(22 characters of base64url, as kafka-storage random-uuid prints)"
             )
-        if problems:
-            raise UsageError(problems)
-
-    # -- options ------------------------------------------------------------------------------
-
-    def _id_range(self, problems: list[str]) -> tuple[int, int]:
-        default = (
-            (1, 999) if self.zookeeper_mode else ID_RANGES.get(frozenset(self.roles), (1, 999))
-        )
-        return id_range_option(self.opts, default, problems)
 
     def _extras_from_env(self, problems: list[str]) -> dict[str, str]:
         extras: dict[str, str] = {}
@@ -223,37 +286,24 @@ class KafkaService(ServicePort):
     def conf_file(self, me: Me) -> Path:
         return Path(self.opts["conf_file"] or me.conf_dir / "server.properties")
 
+    def not_honoured(self) -> list[str]:
+        """Warnings for the image's features that do nothing when the agent starts Kafka."""
+        try:
+            shared = [p.name for p in self.shared_config_dir.iterdir() if p.is_file()]
+        except OSError:
+            shared = []
+        warnings = kafka_not_honoured(self.environ, shared)
+        if self.zookeeper_mode and self.image_cluster_id is not None:
+            warnings.append(f"{CLUSTER_ID_VAR} is set but unused in ZooKeeper mode")
+        return warnings
+
     # -- the port -------------------------------------------------------------------------------
 
     def related_groups(self) -> Sequence[Group]:
-        if self.zookeeper_mode:
-            cluster = str(self.opts["zookeeper_cluster"])
-            return (
-                Group(
-                    ZOOKEEPER_GROUP,
-                    str(self.opts["zookeeper_service"] or cluster),
-                    ZooKeeperService.port_labels,
-                    int(self.opts["zookeeper_expect"]),
-                    cluster=cluster,
-                ),
-            )
-        if self.roles == {"broker"}:
-            return (
-                Group(
-                    CONTROLLERS_GROUP,
-                    str(self.opts["controller_service"]),
-                    KafkaService.port_labels,
-                    int(self.opts["controllers"]),
-                ),
-            )
-        return ()
+        return self.mode.related_groups()
 
     def shared_values(self) -> Sequence[SharedValue]:
-        if self.zookeeper_mode:
-            return ()
-        image_id = self.image_cluster_id
-        create = (lambda: image_id) if image_id else new_cluster_id
-        return (SharedValue(CLUSTER_ID, secret=False, create=create),)
+        return self.mode.shared_values()
 
     def member_id_on_disk(self, me: Me) -> int | None:
         path = me.data_dir / "meta.properties"
@@ -276,12 +326,68 @@ class KafkaService(ServicePort):
             )
         for warning in self.not_honoured():
             log.warning("%s", warning)
-        lines = self._zookeeper_lines(view) if self.zookeeper_mode else self._kraft_lines(view)
+        lines = self.mode.lines(view)
         lines += [f"{key}={value}" for key, value in sorted(self.extra.items())]
         conf = self.conf_file(me)
         return Rendering((RenderedFile(conf, "\n".join(lines) + "\n"),))
 
-    def _kraft_lines(self, view: ClusterView) -> list[str]:
+    async def prepare(
+        self, view: ClusterView, rendering: Rendering, command: Sequence[str]
+    ) -> None:
+        """Format the storage once (KRaft), or check that what is on disk is this member's."""
+        await self.mode.prepare(view)
+
+    def health_label(self) -> str:
+        """The port that says the member is up: the broker's, or a controller's only one."""
+        return "broker" if "broker" in self.roles else "controller"
+
+    # KRaft's pieces, as before the split (tests and the bed call them on the service).
+
+    def cluster_id(self, view: ClusterView) -> str:
+        return checked_cluster_id(view, self.image_cluster_id)
+
+    def controllers(self, view: ClusterView) -> tuple[Member, ...]:
+        return _kraft(self).controllers(view)
+
+    def format_command(self, view: ClusterView, cluster_id: str) -> list[str]:
+        return _kraft(self).format_command(view, cluster_id)
+
+
+def _kraft(service: KafkaService) -> KRaftMode:
+    if not isinstance(service.mode, KRaftMode):
+        raise RenderError("ZooKeeper mode has no controllers and no storage format")
+    return service.mode
+
+
+class KRaftMode:
+    """KRaft: roles, a static or dynamic controller quorum, one shared cluster id, and the
+    storage formatted once before the first start."""
+
+    def __init__(self, service: KafkaService) -> None:
+        self.service = service
+        self.roles: frozenset[str] = service.opts["roles"]
+        self.dynamic = service.opts["quorum"] == "dynamic"
+        self.id_default = ID_RANGES[self.roles]
+
+    def related_groups(self) -> Sequence[Group]:
+        if self.roles != {"broker"}:
+            return ()
+        o = self.service.opts
+        return (
+            Group(
+                CONTROLLERS_GROUP,
+                str(o["controller_service"]),
+                KafkaService.port_labels,
+                int(o["controllers"]),
+            ),
+        )
+
+    def shared_values(self) -> Sequence[SharedValue]:
+        image_id = self.service.image_cluster_id
+        create = (lambda: image_id) if image_id else new_cluster_id
+        return (SharedValue(CLUSTER_ID, secret=False, create=create),)
+
+    def lines(self, view: ClusterView) -> list[str]:
         me = view.me
         self.cluster_id(view)  # refuse a bad one before anything is written
         controllers = self.controllers(view)
@@ -310,57 +416,15 @@ class KafkaService(ServicePort):
             lines.append(f"controller.quorum.voters={voters}")
         return lines
 
-    def _zookeeper_lines(self, view: ClusterView) -> list[str]:
-        me = view.me
-        ensemble = view.groups.get(ZOOKEEPER_GROUP, ())
-        if not ensemble:
-            service = self.related_groups()[0].consul_service
-            raise RenderError(f"no ZooKeeper member found in Consul service {service!r}")
-        connect = ",".join(endpoint(m.address, m.port("client")) for m in ensemble)
-        labels = [("PLAINTEXT", "broker")]
-        return [
-            "# Written by cluster-bootstrap. zookeeper.connect is the same on every broker.",
-            f"broker.id={view.member_id}",
-            f"zookeeper.connect={connect}{self.opts['zookeeper_chroot'] or ''}",
-            "listeners=" + _listeners(me.bind_address, me.bind_ports, labels),
-            "advertised.listeners=" + _listeners(me.address, me.ports, labels),
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT",
-            "inter.broker.listener.name=PLAINTEXT",
-            f"log.dirs={me.data_dir}",
-        ]
-
     def cluster_id(self, view: ClusterView) -> str:
-        """The shared cluster id, checked: it goes on the storage tool's command line."""
-        value = view.shared.get(CLUSTER_ID, "")
-        if not _valid_cluster_id(value):
-            raise RenderError(
-                f"shared cluster id {value[:40]!r} from Consul KV is not a Kafka cluster id "
-                "(22 characters of base64url, as kafka-storage random-uuid prints)"
-            )
-        if self.image_cluster_id is not None and value != self.image_cluster_id:
-            raise RenderError(
-                f"{CLUSTER_ID_VAR}={self.image_cluster_id} but the cluster's shared id in Consul "
-                f"KV is {value}: one cluster has one id (unset {CLUSTER_ID_VAR} to join it)"
-            )
-        return value
-
-    def not_honoured(self) -> list[str]:
-        """Warnings for the image's features that do nothing when the agent starts Kafka."""
-        try:
-            shared = [p.name for p in self.shared_config_dir.iterdir() if p.is_file()]
-        except OSError:
-            shared = []
-        warnings = kafka_not_honoured(self.environ, shared)
-        if self.zookeeper_mode and self.image_cluster_id is not None:
-            warnings.append(f"{CLUSTER_ID_VAR} is set but unused in ZooKeeper mode")
-        return warnings
+        return checked_cluster_id(view, self.service.image_cluster_id)
 
     def controllers(self, view: ClusterView) -> tuple[Member, ...]:
         """The controller quorum: this group's members, or (broker-only) the controllers' group."""
         if "controller" in self.roles:
             return view.members
         controllers = view.groups.get(CONTROLLERS_GROUP, ())
-        service = self.opts["controller_service"]
+        service = self.service.opts["controller_service"]
         if not controllers:
             raise RenderError(f"no controller found in Consul service {service!r}")
         if view.member_id in {m.member_id for m in controllers}:
@@ -370,12 +434,8 @@ class KafkaService(ServicePort):
             )
         return controllers
 
-    async def prepare(
-        self, view: ClusterView, rendering: Rendering, command: Sequence[str]
-    ) -> None:
-        """Format the storage once (KRaft), or check that what is on disk is this member's."""
-        if self.zookeeper_mode:
-            return
+    async def prepare(self, view: ClusterView) -> None:
+        """Format the storage once, or check that what is on disk is this member's."""
         cluster_id = self.cluster_id(view)
         meta_path = view.me.data_dir / "meta.properties"
         try:
@@ -401,7 +461,8 @@ class KafkaService(ServicePort):
 
     def format_command(self, view: ClusterView, cluster_id: str) -> list[str]:
         """The storage tool's ``format`` command for this member (same list on every controller)."""
-        argv = [*self.storage_tool, "format", "-t", cluster_id, "-c", str(self.conf_file(view.me))]
+        conf = str(self.service.conf_file(view.me))
+        argv = [*self.service.storage_tool, "format", "-t", cluster_id, "-c", conf]
         if self.dynamic and "controller" in self.roles:
             voters = ",".join(
                 f"{m.member_id}@{endpoint(m.address, m.port('controller'))}:"
@@ -438,11 +499,54 @@ class KafkaService(ServicePort):
             last = lines[-1].strip() if lines else "no output"
             raise PrepareError(f"storage format failed (exit {proc.returncode}): {last}")
 
-    # -- health -----------------------------------------------------------------------------------
 
-    def health_label(self) -> str:
-        """The port that says the member is up: the broker's, or a controller's only one."""
-        return "broker" if "broker" in self.roles else "controller"
+class ZooKeeperMode:
+    """Kafka 3.x on ZooKeeper: a broker with ``broker.id`` and ``zookeeper.connect`` from the
+    ensemble that formed through the agent; no shared cluster id, no storage format."""
+
+    roles = frozenset({"broker"})
+    id_default = (1, 999)
+
+    def __init__(self, service: KafkaService) -> None:
+        self.service = service
+
+    def related_groups(self) -> Sequence[Group]:
+        o = self.service.opts
+        cluster = str(o["zookeeper_cluster"])
+        return (
+            Group(
+                ZOOKEEPER_GROUP,
+                str(o["zookeeper_service"] or cluster),
+                ZOOKEEPER_PORT_LABELS,
+                int(o["zookeeper_expect"]),
+                cluster=cluster,
+            ),
+        )
+
+    def shared_values(self) -> Sequence[SharedValue]:
+        return ()
+
+    def lines(self, view: ClusterView) -> list[str]:
+        me = view.me
+        ensemble = view.groups.get(ZOOKEEPER_GROUP, ())
+        if not ensemble:
+            service = self.related_groups()[0].consul_service
+            raise RenderError(f"no ZooKeeper member found in Consul service {service!r}")
+        connect = ",".join(endpoint(m.address, m.port("client")) for m in ensemble)
+        labels = [("PLAINTEXT", "broker")]
+        return [
+            "# Written by cluster-bootstrap. zookeeper.connect is the same on every broker.",
+            f"broker.id={view.member_id}",
+            f"zookeeper.connect={connect}{self.service.opts['zookeeper_chroot'] or ''}",
+            "listeners=" + _listeners(me.bind_address, me.bind_ports, labels),
+            "advertised.listeners=" + _listeners(me.address, me.ports, labels),
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={me.data_dir}",
+        ]
+
+    async def prepare(self, view: ClusterView) -> None:
+        return None
 
 
 # -- helpers (module level: the tests and the test bed use them too) -----------------------------
@@ -459,6 +563,23 @@ def kafka_uuid_text(raw: bytes) -> str | None:
     if text.startswith("-") or (high == 0 and low < 100):
         return None
     return text
+
+
+def checked_cluster_id(view: ClusterView, image_id: str | None) -> str:
+    """The shared cluster id, checked: it goes on the storage tool's command line; with the
+    image's ``CLUSTER_ID`` set, it must be that id."""
+    value = view.shared.get(CLUSTER_ID, "")
+    if not _valid_cluster_id(value):
+        raise RenderError(
+            f"shared cluster id {value[:40]!r} from Consul KV is not a Kafka cluster id "
+            "(22 characters of base64url, as kafka-storage random-uuid prints)"
+        )
+    if image_id is not None and value != image_id:
+        raise RenderError(
+            f"{CLUSTER_ID_VAR}={image_id} but the cluster's shared id in Consul "
+            f"KV is {value}: one cluster has one id (unset {CLUSTER_ID_VAR} to join it)"
+        )
+    return value
 
 
 def new_cluster_id() -> str:
@@ -517,72 +638,6 @@ def _line_problem(key: str, value: str) -> str | None:
     if "\\" in value or not value.isprintable():
         return f"the value of {key!r} is not one plain line (no newline, control or backslash)"
     return None
-
-
-def _extras(extra: object, problems: list[str]) -> dict[str, str]:
-    if not isinstance(extra, dict):
-        problems.append("options.extra: must be a mapping of properties to values")
-        return {}
-    extras: dict[str, str] = {}
-    for key, raw in extra.items():
-        if isinstance(raw, (dict, list)) or raw is None:
-            problems.append(f"options.extra: {key!r} needs a single value, not {raw!r}")
-            continue
-        value = str(raw).lower() if isinstance(raw, bool) else str(raw)
-        if problem := _line_problem(str(key), value):
-            problems.append(f"options.extra: {problem}")
-        else:
-            extras[str(key)] = value
-    return extras
-
-
-def _roles(value: object, problems: list[str]) -> set[str]:
-    parts = value.split(",") if isinstance(value, str) else value
-    roles = {str(p).strip() for p in parts} if isinstance(parts, list | tuple) else set()
-    if frozenset(roles) not in ID_RANGES:
-        problems.append(
-            f"options.roles: {value!r} is not 'broker,controller', 'controller' or 'broker'"
-        )
-        return {"broker", "controller"}
-    return roles
-
-
-def _check_name(opts: Mapping[str, Any], key: str, problems: list[str], *, required: bool) -> None:
-    value = opts[key]
-    if value is None:
-        if required:
-            problems.append(f"options.{key}: missing")
-    elif not isinstance(value, str) or not is_name(value):
-        problems.append(f"options.{key}: {value!r} is not a name (letters, digits, '_.-')")
-
-
-def _check_count(opts: Mapping[str, Any], key: str, problems: list[str]) -> None:
-    value = opts[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        problems.append(f"options.{key}: {value!r} is not a whole number >= 1")
-
-
-def _valid_chroot(value: object) -> bool:
-    if not isinstance(value, str) or not _CHROOT.fullmatch(value):
-        return False
-    parts = value.split("/")[1:]
-    return not any(part in (".", "..") for part in parts) and parts[0] != "zookeeper"
-
-
-def _storage_tool(value: object, problems: list[str]) -> list[str]:
-    argv = [value] if isinstance(value, str) else value
-    if (
-        not isinstance(argv, list)
-        or not argv
-        or not all(isinstance(a, str) and a and "\0" not in a for a in argv)
-    ):
-        problems.append("options.storage_tool: must be a command (a list of non-empty strings)")
-        return []
-    return list(argv)
-
-
-def _other_mode(mode: object) -> str:
-    return "kraft" if mode == "zookeeper" else "zookeeper"
 
 
 def _listeners(address: str, ports: Mapping[str, int], labels: Sequence[tuple[str, str]]) -> str:

@@ -7,7 +7,7 @@ template cannot reach Python internals or change the view.
 Options (``options:`` in the config file, or ``--set``)::
 
     files:                      # each: template (a path) or content (inline), path, mode, secret
-      - {template: peers.conf.j2, path: /etc/svc/peers.conf, mode: 0o644}
+      - {template: peers.conf.j2, path: /etc/svc/peers.conf, mode: 0o644}  # or "0644"
     env: {PEERS: "{{ members | join(',', attribute='address') }}"}
     shared: {cookie: {secret: true}}   # values created once for the cluster, then shared
     id_min: 1, id_max: 255      # the member ids this cluster uses (default 1..255)
@@ -18,6 +18,7 @@ conf_dir), ``members`` (each: member_id, address, ports), ``shared`` and ``optio
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,9 +27,10 @@ from typing import Any, ClassVar
 import jinja2
 import jinja2.sandbox
 
-from bootstrap.errors import RenderError, UsageError
-from bootstrap.model import ClusterView, RenderedFile, Rendering, SharedValue
-from bootstrap.ports import ServicePort, id_range_option
+from bootstrap.errors import RenderError
+from bootstrap.model import ClusterView, RenderedFile, Rendering, SharedValue, is_name
+from bootstrap.options import Bool, Custom, FileMode, Option, OptionSet, id_range, id_range_options
+from bootstrap.ports import ServicePort
 
 
 def _environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
@@ -37,31 +39,126 @@ def _environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
     )
 
 
+def _file_specs(raw: Any) -> list[dict[str, Any]]:
+    if not isinstance(raw, list):
+        raise ValueError(f"{str(raw)[:80]!r} is not a list of files")
+    specs = []
+    for number, item in enumerate(raw):
+        where = f"[{number}]"
+        if not isinstance(item, dict) or not isinstance(item.get("path"), str):
+            raise ValueError(f"{where} needs a path")
+        unknown = set(item) - {"path", "content", "template", "mode", "secret"}
+        if unknown:
+            raise ValueError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        if isinstance(item.get("content"), str):
+            source, origin = item["content"], f"options.files{where}.content"
+        elif isinstance(item.get("template"), str):
+            origin = item["template"]
+            try:
+                source = Path(item["template"]).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"{where}: cannot read template {origin}: {exc}") from None
+        else:
+            raise ValueError(f"{where} needs template (a path) or content")
+        try:
+            mode = _MODE.check(item.get("mode", 0o644))
+            secret = _SECRET.check(item.get("secret", False))
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        specs.append(
+            {
+                "source": source,
+                "origin": origin,
+                "path": item["path"],
+                "mode": mode,
+                "secret": secret,
+            }
+        )
+    return specs
+
+
+def _env(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{str(raw)[:80]!r} is not a mapping of names to template strings")
+    for name, source in raw.items():
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not an environment variable name")
+        if not isinstance(source, str):
+            raise ValueError(f"{name}: {source!r} is not a template string")
+    return dict(raw)
+
+
+def _shared(raw: Any) -> dict[str, bool]:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{str(raw)[:80]!r} is not a mapping of names to {{secret: true|false}}")
+    shared = {}
+    for name, spec in raw.items():
+        if not isinstance(name, str) or not is_name(name):
+            raise ValueError(f"{name!r} is not a name (letters, digits, '_', '.', '-')")
+        spec = {} if spec is None else spec
+        if not isinstance(spec, dict) or set(spec) - {"secret"}:
+            raise ValueError(f"{name}: {spec!r} is not {{secret: true|false}}")
+        shared[name] = _SECRET.check(spec.get("secret", True))
+    return shared
+
+
+_MODE = FileMode()
+_SECRET = Bool()
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+OPTIONS = OptionSet(
+    "template",
+    Option(
+        "files",
+        [],
+        Custom(
+            _file_specs,
+            (
+                ("wrong-type", "peers.conf"),
+                ("out-of-range", [{"path": "conf/x", "content": "x", "mode": "0899"}]),
+                ("out-of-range", [{"path": "conf/x", "content": "x", "mode": 0o1777}]),
+            ),
+            "a list of {path, template or content, mode, secret}",
+        ),
+    ),
+    Option(
+        "env",
+        {},
+        Custom(
+            _env,
+            (
+                ("wrong-type", "PEERS=x"),
+                ("out-of-range", {"PEERS": 3}),
+                ("out-of-range", {"A-B": "x"}),
+            ),
+            "a mapping of environment names to template strings",
+        ),
+    ),
+    Option(
+        "shared",
+        {},
+        Custom(
+            _shared,
+            (("wrong-type", ["cookie"]), ("out-of-range", {"cookie": True})),
+            "a mapping of names to {secret: true|false}",
+        ),
+    ),
+    *id_range_options(),
+)
+
+
 class TemplateService(ServicePort):
     key = "template"
     port_labels: ClassVar[Mapping[str, int]] = {"service": 8000}
 
-    def __init__(
-        self, options: Mapping[str, Any], environ: Mapping[str, str] | None = None
-    ) -> None:
-        super().__init__(options, environ)
-        problems: list[str] = []
-        self.files = _file_specs(options.get("files", []), problems)
-        env = options.get("env", {})
-        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
-            problems.append("options.env: must map names to template strings")
-            env = {}
-        self.env = {str(k): str(v) for k, v in env.items()}
-        shared = options.get("shared", {})
-        if not isinstance(shared, dict):
-            problems.append("options.shared: must map names to {secret: true|false}")
-            shared = {}
-        self.shared = {str(k): bool((v or {}).get("secret", True)) for k, v in shared.items()}
+    option_set = OPTIONS
+
+    def configure(self, problems: list[str]) -> None:
+        self.files: list[dict[str, Any]] = self.opts["files"]
+        self.env: dict[str, str] = self.opts["env"]
+        self.shared: dict[str, bool] = self.opts["shared"]
         if not self.files and not self.env:
             problems.append("options: the template service needs options.files or options.env")
-        self.id_range = id_range_option(options, type(self).id_range, problems)
-        if problems:
-            raise UsageError(problems)
+        self.id_range = id_range(self.opts, type(self).id_range, problems)
 
     def shared_values(self) -> Sequence[SharedValue]:
         return [
@@ -121,43 +218,3 @@ def _render(
         return environment.from_string(source).render(context)
     except jinja2.TemplateError as exc:
         raise RenderError(f"{origin}: {type(exc).__name__}: {exc}") from exc
-
-
-def _file_specs(raw: object, problems: list[str]) -> list[dict[str, Any]]:
-    if not isinstance(raw, list):
-        problems.append("options.files: must be a list")
-        return []
-    specs = []
-    for number, item in enumerate(raw):
-        where = f"options.files[{number}]"
-        if not isinstance(item, dict) or not isinstance(item.get("path"), str):
-            problems.append(f"{where}: needs a path")
-            continue
-        if isinstance(item.get("content"), str):
-            source, origin = item["content"], f"{where}.content"
-        elif isinstance(item.get("template"), str):
-            origin = item["template"]
-            try:
-                source = Path(item["template"]).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                problems.append(f"{where}: cannot read template {origin}: {exc}")
-                continue
-        else:
-            problems.append(f"{where}: needs template (a path) or content")
-            continue
-        mode = item.get("mode", 0o644)
-        if isinstance(mode, str):
-            mode = int(mode, 8) if mode.isdigit() else -1
-        if not isinstance(mode, int) or not 0 <= mode <= 0o777:
-            problems.append(f"{where}: mode must be octal like 0644")
-            continue
-        specs.append(
-            {
-                "source": source,
-                "origin": origin,
-                "path": item["path"],
-                "mode": mode,
-                "secret": bool(item.get("secret", False)),
-            }
-        )
-    return specs

@@ -31,13 +31,14 @@ logs go to ``/datalog``, the image's own volume.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from adapters.images import zookeeper_dir_problems, zookeeper_options
-from bootstrap.errors import MemberIdError, RenderError, UsageError
+from bootstrap.errors import MemberIdError, RenderError
 from bootstrap.model import (
     ClusterView,
     Me,
@@ -48,19 +49,9 @@ from bootstrap.model import (
     is_any_address,
     local_address,
 )
-from bootstrap.ports import HealthCheck, HealthReport, ServicePort, options_with_defaults
+from bootstrap.options import PATH, Bool, Custom, Int, Option, OptionSet, Refusals, Text
+from bootstrap.ports import HealthCheck, HealthReport, ServicePort
 
-DEFAULTS: dict[str, Any] = {
-    "tick_time": 2000,
-    "init_limit": 10,
-    "sync_limit": 5,
-    "datalog_dir": None,
-    "four_letter_words": "srvr,mntr,ruok,conf",
-    "admin_server": False,
-    "reconfig": False,
-    "conf_file": None,
-    "extra": {},
-}
 IMAGE_DATALOG_DIR = "/datalog"  # the official image's volume for transaction logs
 # Keys only the adapter may write: they decide who is in the ensemble and how it forms.
 RESERVED = re.compile(
@@ -72,39 +63,64 @@ _KEY = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*$")
 _VALUE = re.compile(r"^[^\r\n\\]*$")
 
 
+def _extra(value: Any) -> dict[str, str]:
+    """Further zoo.cfg lines: names to one-line values; keys that shape the ensemble refused."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{value!r} is not a mapping of zoo.cfg keys to values")
+    refused = []
+    for key, item in value.items():
+        if (
+            isinstance(item, (dict, list))
+            or not _KEY.fullmatch(str(key))
+            or not _VALUE.fullmatch(str(item))
+        ):
+            refused.append(f"{key!r}={item!r} is not a zoo.cfg line")
+        elif RESERVED.fullmatch(str(key)):
+            refused.append(f"{key!r} shapes the ensemble; the agent writes it")
+    if refused:
+        raise Refusals(refused)
+    return {str(k): str(v) for k, v in sorted(value.items())}
+
+
+OPTIONS = OptionSet(
+    "ZooKeeper",
+    Option("tick_time", 2000, Int(1, 10**6)),
+    Option("init_limit", 10, Int(1, 10**4)),
+    Option("sync_limit", 5, Int(1, 10**4)),
+    Option("datalog_dir", None, PATH),
+    Option(
+        "four_letter_words",
+        "srvr,mntr,ruok,conf",
+        Text(r"\*|[a-z]{4}(,[a-z]{4})*", "'*' or four-letter words like 'srvr,mntr'", "srvr,x"),
+    ),
+    Option("admin_server", False, Bool()),
+    Option("reconfig", False, Bool()),
+    Option("conf_file", None, PATH),
+    Option(
+        "extra",
+        {},
+        Custom(
+            _extra,
+            (("wrong-type", "tickTime=1"), ("out-of-range", {"dataDir": "/evil"})),
+            "a mapping of zoo.cfg keys to one-line values",
+        ),
+    ),
+)
+
+
 class ZooKeeperService(ServicePort):
     key = "zookeeper"
     id_range = (1, 255)
     port_labels: ClassVar[Mapping[str, int]] = {"client": 2181, "quorum": 2888, "election": 3888}
     default_data_dir = "/data"  # the official image's layout
     default_conf_dir = "/conf"
+    option_set = OPTIONS
 
-    def __init__(
-        self, options: Mapping[str, Any], environ: Mapping[str, str] | None = None
-    ) -> None:
-        super().__init__(options, environ)
-        problems: list[str] = []
-        options = zookeeper_options(self.environ, options, problems)  # the image's ZOO_* too
-        self.opts = options_with_defaults("ZooKeeper", options, DEFAULTS, problems)
-        for key in ("tick_time", "init_limit", "sync_limit"):
-            value = self.opts[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.append(f"options.{key}: {value!r} is not a whole number >= 1")
-        words = self.opts["four_letter_words"]
-        if not isinstance(words, str) or not re.fullmatch(r"\*|[a-z]{4}(,[a-z]{4})*", words):
-            problems.append(f"options.four_letter_words: {words!r} is not like 'srvr,mntr'")
-        extra = self.opts["extra"]
-        if not isinstance(extra, dict):
-            problems.append("options.extra: must be a mapping of zoo.cfg keys to values")
-            extra = {}
-        for key, value in extra.items():
-            if not _KEY.fullmatch(str(key)) or not _VALUE.fullmatch(str(value)):
-                problems.append(f"options.extra: {key!r}={value!r} is not a zoo.cfg line")
-            elif RESERVED.fullmatch(str(key)):
-                problems.append(f"options.extra: {key!r} shapes the ensemble; the agent writes it")
-        self.extra = {str(k): str(v) for k, v in sorted(extra.items())}
-        if problems:
-            raise UsageError(problems)
+    def image_options(self, options: Mapping[str, Any], problems: list[str]) -> Mapping[str, Any]:
+        return zookeeper_options(self.environ, options, problems)
+
+    def configure(self, problems: list[str]) -> None:
+        self.extra: dict[str, str] = self.opts["extra"]
 
     def conf_file(self, me: Me) -> Path:
         return Path(self.opts["conf_file"] or me.conf_dir / "zoo.cfg")
@@ -173,7 +189,7 @@ class ZooKeeperService(ServicePort):
         )
 
     def health_check(self, me: Me) -> HealthCheck:
-        return HealthCheck(tcp=f"{me.address}:{me.ports['client']}")
+        return HealthCheck(tcp=endpoint(me.address, me.ports["client"]))
 
     async def health(self, me: Me) -> HealthReport:
         """``srvr`` on the client port: serving in a quorum, up without quorum, or down."""
@@ -203,3 +219,5 @@ async def four_letter(host: str, port: int, word: str, timeout_s: float = 2.0) -
         return None
     finally:
         writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()

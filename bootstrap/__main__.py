@@ -2,6 +2,9 @@
 
 ``cluster-bootstrap`` and ``python -m bootstrap`` both land in ``main``. The async part
 plans and writes; the exec happens after the event loop and every session are closed.
+
+``main`` takes its environment and its discovery factory as arguments (defaults: the process
+environment and the Consul adapter), so tests run the whole root in-process against a fake.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from adapters import service_class
 from adapters.consul import ConsulDiscovery
@@ -19,7 +22,9 @@ from bootstrap.deadline import Deadline
 from bootstrap.errors import BootstrapError
 from bootstrap.flow import Plan, Start, exec_command, resolve_command, who_am_i
 from bootstrap.log import log, scrub, setup
+from bootstrap.ports import DiscoveryPort
 from bootstrap.settings import (
+    ConsulSettings,
     ServiceDefaults,
     Settings,
     load_consul_settings,
@@ -27,20 +32,32 @@ from bootstrap.settings import (
     load_settings,
 )
 
+DiscoveryFactory = Callable[[ConsulSettings, Deadline], DiscoveryPort]
 
-def main(argv: Sequence[str] | None = None) -> int:
+
+def consul_discovery(settings: ConsulSettings, deadline: Deadline) -> DiscoveryPort:
+    return ConsulDiscovery(settings, deadline)
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    discovery: DiscoveryFactory = consul_discovery,
+) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
+    env = os.environ if environ is None else environ
+    debug = "--debug" in cli.split_command(args)[0]  # after '--', it is the server's flag
     setup(debug)
     try:
         request = cli.parse(args)
         if request.action == "discover":
-            return asyncio.run(_discover(request, os.environ))
-        settings = _settings(request, os.environ)
+            return asyncio.run(_discover(request, env, discovery))
+        settings = _settings(request, env)
         if request.action == "health":
-            return asyncio.run(_health(settings))
-        program = resolve_command(settings.command, os.environ) if request.action == "run" else ""
-        plan = asyncio.run(_start(request, settings))
+            return asyncio.run(_health(settings, env))
+        program = resolve_command(settings.command, env) if request.action == "run" else ""
+        plan = asyncio.run(_start(request, settings, env, discovery))
         if request.action == "run":
             exec_command(program, settings.command, plan.rendering)
         return 0
@@ -76,10 +93,15 @@ def _settings(request: cli.Request, env: Mapping[str, str]) -> Settings:
     )
 
 
-async def _start(request: cli.Request, settings: Settings) -> Plan:
+async def _start(
+    request: cli.Request,
+    settings: Settings,
+    env: Mapping[str, str],
+    discovery_factory: DiscoveryFactory,
+) -> Plan:
     deadline = Deadline(settings.timeout_s)
-    service = service_class(settings.service)(settings.options, os.environ)
-    async with ConsulDiscovery(settings.consul, deadline) as discovery, service:
+    service = service_class(settings.service)(settings.options, env)
+    async with discovery_factory(settings.consul, deadline) as discovery, service:
         start = Start(settings, discovery, service, deadline)
         if request.action == "doctor":
             await _doctor(start, discovery)
@@ -93,17 +115,19 @@ async def _start(request: cli.Request, settings: Settings) -> Plan:
         return plan
 
 
-async def _health(settings: Settings) -> int:
-    async with service_class(settings.service)(settings.options, os.environ) as service:
+async def _health(settings: Settings, env: Mapping[str, str]) -> int:
+    async with service_class(settings.service)(settings.options, env) as service:
         report = await service.health(who_am_i(settings))
     print(report.detail)
     return report.code
 
 
-async def _discover(request: cli.Request, env: Mapping[str, str]) -> int:
+async def _discover(
+    request: cli.Request, env: Mapping[str, str], discovery_factory: DiscoveryFactory
+) -> int:
     consul = load_consul_settings(env, request.flags)
     tags, meta = load_filters(request.flags)
-    async with ConsulDiscovery(consul, Deadline(30.0)) as discovery:
+    async with discovery_factory(consul, Deadline(30.0)) as discovery:
         _, instances = await discovery.instances(request.target)
     members = [
         {
@@ -121,7 +145,7 @@ async def _discover(request: cli.Request, env: Mapping[str, str]) -> int:
     return 0
 
 
-async def _doctor(start: Start, discovery: ConsulDiscovery) -> None:
+async def _doctor(start: Start, discovery: DiscoveryPort) -> None:
     for key, value in (await discovery.describe()).items():
         print(f"consul.{key}: {value}")
     s = start.settings
@@ -132,6 +156,8 @@ async def _doctor(start: Start, discovery: ConsulDiscovery) -> None:
 
 def _print_plan(plan: Plan) -> None:
     view = plan.view
+    for line in plan.status:
+        print(f"# status: {line}")
     print(
         f"# member id {view.member_id}; members: "
         + ", ".join(f"{m.member_id}={m.address}" for m in view.members)

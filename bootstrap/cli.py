@@ -95,13 +95,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def split_command(argv: Sequence[str]) -> tuple[list[str], tuple[str, ...]]:
+    """The agent's arguments (before the first ``--``) and the server's command (after it).
+
+    Only the first part belongs to the agent: ``-- server --debug`` is the server's flag.
+    """
+    args = list(argv)
+    if "--" not in args:
+        return args, ()
+    split = args.index("--")
+    return args[:split], tuple(args[split + 1 :])
+
+
 def parse(argv: Sequence[str]) -> Request:
     """Split ``argv`` at the first ``--`` and parse the options before it."""
-    args = list(argv)
-    command: tuple[str, ...] = ()
-    if "--" in args:
-        split = args.index("--")
-        args, command = args[:split], tuple(args[split + 1 :])
+    args, command = split_command(argv)
     if args and args[0] not in SUBCOMMANDS and not args[0].startswith("-"):
         args.insert(0, "run")
     if not args or args in (["-h"], ["--help"]):

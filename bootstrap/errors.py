@@ -115,8 +115,9 @@ EXIT_CODES: dict[int, str] = {
     UsageError.exit_code: "usage or configuration error (flags, config file, environment)",
     ConsulUnavailable.exit_code: "Consul agent unreachable (or answering 5xx) until the deadline",
     ConsulDenied.exit_code: "Consul refused the request (ACL: the token lacks a permission)",
-    PeersMissing.exit_code: "expected peers not registered by the deadline",
-    RenderError.exit_code: "render error (including an untrusted value from Consul)",
+    PeersMissing.exit_code: "expected peers not registered by the deadline "
+    "(malformed registrations are named, not counted)",
+    RenderError.exit_code: "render error (including an untrusted shared value from Consul)",
     MemberIdError.exit_code: "no stable member id (range full, or id on disk owned by another)",
     PrepareError.exit_code: "service preparation failed (e.g. Kafka storage format)",
     ConsulBadAnswer.exit_code: "Consul answered something that is not what its API documents",

@@ -1,4 +1,4 @@
-"""One start, step by step (see DESIGN.md, "The flow of one start").
+"""One start, step by step (README, "One start, step by step").
 
 who am I -> member id -> register -> wait for peers -> shared values -> render -> write
 -> prepare -> exec. The ports are handed in; this module never imports an adapter.
@@ -61,6 +61,7 @@ class Plan:
 
     view: ClusterView
     rendering: Rendering
+    status: tuple[str, ...] = ()  # a preview's account of who is missing (one line per group)
 
 
 class Start:
@@ -120,17 +121,21 @@ class Start:
     async def preview(self) -> Plan:
         """What ``plan`` would decide now, changing nothing in Consul and not waiting."""
         disk_id = self.service.member_id_on_disk(self.me)
-        member_id = await self.membership.preview_id(self.me, disk_id)
-        members, _ = await self.membership.snapshot()
+        member_id = await self.membership.preview_id(self.me, disk_id, str(self.me.data_dir))
+        found = await self.membership.survey()
+        status = [self.membership.status(found, member_id, self.settings.expect)]
+        members = list(found.members)
         if member_id not in {m.member_id for m in members}:
             members.append(Member(member_id, self.me.address, self.me.ports, self.me.owner))
             members.sort(key=lambda m: m.member_id)
-        groups = {
-            name: tuple((await membership.snapshot())[0])
-            for name, (_, membership) in self.groups.items()
-        }
+        groups = {}
+        for name, (group, membership) in self.groups.items():
+            group_found = await membership.survey()
+            status.append(membership.status(group_found, None, group.expect))
+            groups[name] = tuple(group_found.members)
         shared = await self.shared_values(create=False)
-        return self._render(member_id, tuple(members), shared, groups)
+        plan = self._render(member_id, tuple(members), shared, groups)
+        return Plan(plan.view, plan.rendering, tuple(status))
 
     def registration(self, member_id: int) -> Registration:
         primary = type(self.service).primary_port()

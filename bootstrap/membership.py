@@ -19,8 +19,16 @@ from dataclasses import dataclass
 from bootstrap.deadline import Deadline
 from bootstrap.errors import MemberIdError, PeersMissing, UntrustedValue
 from bootstrap.log import log
-from bootstrap.model import Claim, Instance, Me, Member, valid_address, valid_port
-from bootstrap.ports import MAX_MEMBER_ID, DiscoveryPort, KVEntry
+from bootstrap.model import (
+    MAX_MEMBER_ID,
+    Claim,
+    Instance,
+    Me,
+    Member,
+    valid_address,
+    valid_port,
+)
+from bootstrap.ports import DiscoveryPort, KVEntry
 
 PROGRESS_EVERY_S = 5.0
 MIN_ROUND_S = 0.05  # rate limit of the wait loop, even if the agent answers at once
@@ -41,6 +49,25 @@ class Claims:
             (claim for claim, _ in self.by_id.values() if claim.owner == owner),
             key=lambda claim: claim.member_id,
         )
+
+
+@dataclass(frozen=True)
+class Found:
+    """What the registrations say: members, registrations waiting for a claim, refused ones."""
+
+    members: list[Member]
+    waiting: list[str]
+    refused: list[str]  # why each refused registration is not a member
+
+
+@dataclass(frozen=True)
+class IdChoice:
+    """Where an id comes from: ``disk``, this member's own ``claim``, or the ``free`` ones
+    (``candidates`` in the order to try; ``member_id`` is the first)."""
+
+    source: str
+    member_id: int
+    candidates: tuple[int, ...] = ()
 
 
 class Membership:
@@ -65,6 +92,7 @@ class Membership:
         self.port_labels = port_labels
         self.primary = next(iter(port_labels))
         self.id_range = id_range
+        self._warned: set[str] = set()
 
     def claim_key(self, member_id: int) -> str:
         return f"{self.ids_prefix}{member_id}"
@@ -95,6 +123,43 @@ class Membership:
         )
         return new_index, self.parse_claims(entries)
 
+    def choose_id(self, claims: Claims, me: Me, disk_id: int | None, disk_origin: str) -> IdChoice:
+        """The id rules, in one place, for ``obtain_id`` and ``preview_id`` alike.
+
+        An id on disk wins (inside the range, and not claimed by another member); else this
+        member's own claim; else the free ids, the ``alloc_index`` hint first.
+        """
+        low, high = self.id_range
+        if disk_id is not None:
+            if not low <= disk_id <= high:
+                raise MemberIdError(f"{disk_origin}: id {disk_id} is outside {low}..{high}")
+            self._disk_id_holder(disk_id, disk_origin, claims, me.owner)
+            return IdChoice("disk", disk_id)
+        mine = claims.owned_by(me.owner)
+        if mine:
+            return IdChoice("claim", mine[0].member_id)
+        candidates = tuple(self._candidates(me.alloc_index, claims.taken()))
+        if not candidates:
+            raise MemberIdError(
+                f"every member id in {low}..{high} is claimed under {self.ids_prefix}"
+            )
+        return IdChoice("free", candidates[0], candidates)
+
+    def _disk_id_holder(
+        self, disk_id: int, origin: str, claims: Claims, owner: str
+    ) -> tuple[Claim, int] | None:
+        """This member's own claim on its disk id, or None when the id is free; raises when
+        another member or an unusable record holds it."""
+        held = claims.by_id.get(disk_id)
+        if held is None and disk_id in claims.unusable:
+            raise MemberIdError(f"{origin}: id {disk_id} is held by an unusable KV record")
+        if held is not None and held[0].owner != owner:
+            raise MemberIdError(
+                f"{origin}: id {disk_id} is claimed in Consul by {held[0].owner!r}, "
+                f"not by this member {owner!r}"
+            )
+        return held
+
     async def obtain_id(self, me: Me, disk_id: int | None, disk_origin: str = "disk") -> int:
         """This member's stable id: the one on disk, else its own claim, else the lowest free.
 
@@ -102,14 +167,14 @@ class Membership:
         """
         _, claims = await self.read_claims()
         record = Claim(0, me.owner, me.address, dict(me.ports), self.consul_service)
-        if disk_id is not None:
-            return await self._keep_disk_id(disk_id, disk_origin, claims, record)
-        mine = claims.owned_by(me.owner)
-        if mine:
-            await self._refresh(mine[0], claims, record)
-            log.info("member %r reclaims its id %d", me.owner, mine[0].member_id)
-            return mine[0].member_id
-        for candidate in self._candidates(me.alloc_index, claims.taken()):
+        choice = self.choose_id(claims, me, disk_id, disk_origin)
+        if choice.source == "disk":
+            return await self._keep_disk_id(choice.member_id, disk_origin, claims, record)
+        if choice.source == "claim":
+            await self._refresh(claims.by_id[choice.member_id][0], claims, record)
+            log.info("member %r reclaims its id %d", me.owner, choice.member_id)
+            return choice.member_id
+        for candidate in choice.candidates:
             if await self.discovery.kv_create(
                 self.claim_key(candidate), _with_id(record, candidate)
             ):
@@ -120,28 +185,18 @@ class Membership:
         raise MemberIdError(f"every member id in {low}..{high} is claimed under {self.ids_prefix}")
 
     async def _keep_disk_id(self, disk_id: int, origin: str, claims: Claims, record: Claim) -> int:
-        low, high = self.id_range
-        if not low <= disk_id <= high:
-            raise MemberIdError(f"{origin}: id {disk_id} is outside {low}..{high}")
         for _ in range(3):
-            held = claims.by_id.get(disk_id)
+            held = self._disk_id_holder(disk_id, origin, claims, record.owner)
             if held is None:
-                if disk_id in claims.unusable:
-                    raise MemberIdError(f"{origin}: id {disk_id} is held by an unusable KV record")
                 if await self.discovery.kv_create(
                     self.claim_key(disk_id), _with_id(record, disk_id)
                 ):
                     log.info("member %r claimed id %d found on %s", record.owner, disk_id, origin)
                     return disk_id
-            elif held[0].owner == record.owner:
+            else:
                 await self._refresh(held[0], claims, record)
                 log.info("member %r keeps id %d found on %s", record.owner, disk_id, origin)
                 return disk_id
-            else:
-                raise MemberIdError(
-                    f"{origin}: id {disk_id} is claimed in Consul by {held[0].owner!r}, "
-                    f"not by this member {record.owner!r}"
-                )
             _, claims = await self.read_claims()
         raise MemberIdError(f"{origin}: id {disk_id} kept changing hands in Consul")
 
@@ -157,18 +212,10 @@ class Membership:
             raise MemberIdError(f"claim on id {claim.member_id} changed while it was being moved")
         log.info("id %d now points at %s", claim.member_id, record.address)
 
-    async def preview_id(self, me: Me, disk_id: int | None) -> int:
-        """The id ``obtain_id`` would settle on now, without writing anything."""
+    async def preview_id(self, me: Me, disk_id: int | None, disk_origin: str = "disk") -> int:
+        """The id ``obtain_id`` would settle on now, by the same rules, without writing."""
         _, claims = await self.read_claims()
-        if disk_id is not None:
-            return disk_id
-        mine = claims.owned_by(me.owner)
-        if mine:
-            return mine[0].member_id
-        for candidate in self._candidates(me.alloc_index, claims.taken()):
-            return candidate
-        low, high = self.id_range
-        raise MemberIdError(f"every member id in {low}..{high} is claimed under {self.ids_prefix}")
+        return self.choose_id(claims, me, disk_id, disk_origin).member_id
 
     def _candidates(self, alloc_index: int | None, taken: set[int]) -> Iterable[int]:
         low, high = self.id_range
@@ -184,6 +231,15 @@ class Membership:
         self, instances: Sequence[Instance], claims: Claims
     ) -> tuple[list[Member], list[str]]:
         """Members (claims with a live registration), and registrations still without a claim."""
+        found = self.sort_out(instances, claims)
+        return found.members, found.waiting
+
+    def sort_out(self, instances: Sequence[Instance], claims: Claims) -> Found:
+        """Each registration: a member, waiting for its claim, or refused (fails validation).
+
+        A refused registration is not a member: one bad entry must not stop the cluster. It is
+        named in a warning (once) and in the progress line, and never reaches a file.
+        """
         by_endpoint: dict[tuple[str, int], tuple[Claim, int]] = {}
         for claim, modify_index in claims.by_id.values():
             if claim.group != self.consul_service:
@@ -194,26 +250,49 @@ class Membership:
                 by_endpoint[endpoint] = (claim, modify_index)
         members: dict[int, Member] = {}
         waiting = []
+        refused = []
         for instance in instances:
             if not instance.matches(self.tags, self.meta):
                 continue
             origin = f"Consul registration {instance.describe()!r}"
-            endpoint = (
-                valid_address(instance.address, origin),
-                valid_port(instance.port, origin),
-            )
+            try:
+                endpoint = (
+                    valid_address(instance.address, origin),
+                    valid_port(instance.port, origin),
+                )
+            except UntrustedValue as exc:
+                refused.append(str(exc))
+                if str(exc) not in self._warned:
+                    self._warned.add(str(exc))
+                    log.warning("not a member, skipped: %s", exc)
+                continue
             if endpoint in by_endpoint:
                 claim = by_endpoint[endpoint][0]
                 members[claim.member_id] = claim.member()
             else:
                 waiting.append(f"{endpoint[0]}:{endpoint[1]}")
-        return sorted(members.values(), key=lambda m: m.member_id), sorted(waiting)
+        return Found(
+            sorted(members.values(), key=lambda m: m.member_id), sorted(waiting), sorted(refused)
+        )
 
     async def snapshot(self) -> tuple[list[Member], list[str]]:
         """The members there are now, without waiting."""
+        found = await self.survey()
+        return found.members, found.waiting
+
+    async def survey(self) -> Found:
+        """Members, waiting and refused registrations now, without waiting."""
         _, instances = await self.discovery.instances(self.consul_service)
         _, claims = await self.read_claims()
-        return self.match(instances, claims)
+        return self.sort_out(instances, claims)
+
+    def status(self, found: Found, me_id: int | None, expect: int) -> str:
+        """One line for ``render --dry-run``: who is here, who is missing, whether a start waits."""
+        line = f"{self.consul_service}: {_progress(found, me_id, expect)}"
+        here = {m.member_id for m in found.members}
+        if len(found.members) >= expect and (me_id is None or me_id in here):
+            return f"{line}; a start would not wait"
+        return f"{line}; a start would wait for them (until --timeout)"
 
     async def wait_for(
         self, me_id: int | None, expect: int, deadline: Deadline
@@ -231,22 +310,23 @@ class Membership:
         last_line = ""
         while True:
             round_started = time.monotonic()
-            members, waiting = self.match(instances, claims)
+            found = self.sort_out(instances, claims)
+            members = found.members
             here = [m.member_id for m in members]
             if len(members) >= expect and (me_id is None or me_id in here):
                 log.info("%d of %d members are here: %s", len(members), expect, _names(members))
                 return tuple(members)
-            line = f"{self.consul_service}: {_progress(members, waiting, me_id, expect)}"
+            line = f"{self.consul_service}: {_progress(found, me_id, expect)}"
             if line != last_line or time.monotonic() - last_progress >= PROGRESS_EVERY_S:
                 log.info("%s; %.0fs left", line, deadline.remaining())
                 last_progress, last_line = time.monotonic(), line
             if deadline.expired():
                 raise PeersMissing(f"deadline of {deadline.seconds:g}s passed: {line}")
             wait_s = max(0.1, min(PROGRESS_EVERY_S, deadline.remaining()))
-            service_task = asyncio.ensure_future(
+            service_task = asyncio.create_task(
                 self.discovery.instances(self.consul_service, index=service_index, wait_s=wait_s)
             )
-            claims_task = asyncio.ensure_future(self.read_claims(index=claims_index, wait_s=wait_s))
+            claims_task = asyncio.create_task(self.read_claims(index=claims_index, wait_s=wait_s))
             try:
                 done, _ = await asyncio.wait(
                     {service_task, claims_task}, return_when=asyncio.FIRST_COMPLETED
@@ -282,14 +362,15 @@ def _names(members: Sequence[Member]) -> str:
     return ", ".join(f"{m.member_id}={m.address}" for m in members) or "none"
 
 
-def _progress(
-    members: Sequence[Member], waiting: Sequence[str], me_id: int | None, expect: int
-) -> str:
+def _progress(found: Found, me_id: int | None, expect: int) -> str:
+    members = found.members
     missing = max(0, expect - len(members))
     parts = [f"{len(members)} of {expect} members here ({_names(members)})"]
     if me_id is not None and me_id not in {m.member_id for m in members}:
         parts.append(f"this member (id {me_id}) is not registered yet")
-    if waiting:
-        parts.append(f"registered without a claimed id yet: {', '.join(waiting)}")
+    if found.waiting:
+        parts.append(f"registered without a claimed id yet: {', '.join(found.waiting)}")
+    if found.refused:
+        parts.append(f"refused, not counted: {' | '.join(found.refused)}")
     parts.append(f"missing {missing}")
     return "; ".join(parts)

@@ -20,6 +20,7 @@ from bootstrap.errors import UntrustedValue
 # Patterns are used with fullmatch: with match, "$" would let a final newline through.
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+MAX_MEMBER_ID = 999_999  # ids are small numbers in every service's config
 
 
 def is_name(text: str) -> bool:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from bootstrap.errors import UsageError
 from bootstrap.model import (
+    MAX_MEMBER_ID,  # noqa: F401 - moved to model; importable here too
     ClusterView,
     Instance,
     Me,
@@ -24,6 +27,7 @@ from bootstrap.model import (
 )
 
 if TYPE_CHECKING:
+    from bootstrap.options import OptionSet
     from bootstrap.voters import VoterChanges
 
 
@@ -83,41 +87,6 @@ class HealthReport:
 
     code: int
     detail: str
-
-
-def options_with_defaults(
-    service: str, options: Mapping[str, Any], defaults: Mapping[str, Any], problems: list[str]
-) -> dict[str, Any]:
-    """``defaults`` overlaid with ``options``; each unknown option goes to ``problems``."""
-    problems.extend(
-        f"options: unknown {service} option {key!r} (known: {', '.join(defaults)})"
-        for key in options
-        if key not in defaults
-    )
-    return {**defaults, **{k: v for k, v in options.items() if k in defaults}}
-
-
-MAX_MEMBER_ID = 999_999  # ids are small numbers in every service's config
-
-
-def id_range_option(
-    options: Mapping[str, Any], default: tuple[int, int], problems: list[str]
-) -> tuple[int, int]:
-    """``default`` with the options ``id_min``/``id_max`` applied; bad values go to ``problems``."""
-    low, high = default
-    for key in ("id_min", "id_max"):
-        value = options.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_MEMBER_ID:
-            problems.append(f"options.{key}: {value!r} is not a whole number in 0..{MAX_MEMBER_ID}")
-        elif key == "id_min":
-            low = value
-        else:
-            high = value
-    if low > high:
-        problems.append(f"options.id_min/id_max: the id range {low}..{high} is empty")
-    return low, high
 
 
 class AsyncResource:
@@ -195,10 +164,15 @@ class ServicePort(AsyncResource, abc.ABC):
     Subclasses set the class attributes and implement ``render``. ``render`` must be
     deterministic: the same view gives the same bytes on every member. Values in the view that
     came from Consul are already validated; options come from the user.
+
+    Options: an adapter declares ``option_set`` (``bootstrap.options``); ``__init__`` checks the
+    given options against it into ``self.opts`` (defaults filled in), calls ``configure`` for
+    the checks that span several options, and raises every problem as one ``UsageError``.
     """
 
     key: ClassVar[str]
     port_labels: ClassVar[Mapping[str, int]]  # label -> default port; the first is primary
+    option_set: ClassVar[OptionSet | None] = None  # None: options are not checked (test fakes)
     id_range: tuple[int, int] = (1, 255)  # ids this member may claim; an instance may narrow it
 
     def __init__(
@@ -206,6 +180,24 @@ class ServicePort(AsyncResource, abc.ABC):
     ) -> None:
         self.options = dict(options)
         self.environ = dict(environ or {})
+        problems: list[str] = []
+        given = self.image_options(self.options, problems)
+        option_set = type(self).option_set
+        self.opts: dict[str, Any] = (
+            option_set.check(given, problems) if option_set else dict(given)
+        )
+        self.configure(problems)
+        if problems:
+            raise UsageError(problems)
+
+    def image_options(self, options: Mapping[str, Any], problems: list[str]) -> Mapping[str, Any]:
+        """``options`` with what the service's official image reads from ``self.environ``
+        (ZooKeeper's ``ZOO_*``) beneath them; the given options win. Checked like options."""
+        return options
+
+    def configure(self, problems: list[str]) -> None:
+        """Derive what the adapter needs from ``self.opts``; append each problem found."""
+        return None
 
     @classmethod
     def primary_port(cls) -> str:
@@ -246,6 +238,8 @@ class ServicePort(AsyncResource, abc.ABC):
         except (OSError, TimeoutError):
             return HealthReport(2, f"down: nothing listens on {host}:{port}")
         writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
         return HealthReport(0, f"up: {host}:{port} accepts connections")
 
     def voter_changes(self, view: ClusterView) -> VoterChanges | None:

@@ -26,7 +26,10 @@ class FakeDiscovery(DiscoveryPort):
         self.names: dict[str, str] = {}  # service_id -> service name
         self.down = False
         self.calls = 0
+        self.parked = 0  # blocking queries waiting right now
+        self.parked_at: list[int] = []  # the index each blocking query waited on
         self._changed = asyncio.Event()
+        self._parking = asyncio.Event()
 
     def _bump(self) -> int:
         self.index += 1
@@ -39,8 +42,22 @@ class FakeDiscovery(DiscoveryPort):
         if self.down:
             raise ConsulUnavailable("fake agent is down")
         if index > 0 and index >= self.index:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), wait_s)
+            self.parked += 1
+            self.parked_at.append(index)
+            self._parking.set()
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), wait_s)
+            finally:
+                self.parked -= 1
+
+    async def until_parked(self, count: int, index: int, timeout_s: float = 5.0) -> None:
+        """Return once ``count`` blocking queries wait on ``index`` or later (a test's "they are
+        waiting now", observed rather than assumed after a sleep)."""
+        async with asyncio.timeout(timeout_s):
+            while self.parked < count or sum(i >= index for i in self.parked_at) < count:
+                self._parking.clear()
+                await self._parking.wait()
 
     def add_instance(self, name: str, instance: Instance) -> None:
         self.services[instance.service_id] = instance

@@ -9,6 +9,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,12 +99,21 @@ async def test_missing_key_is_none_and_empty_prefix_is_empty(
     assert entries == {} and index >= 1
 
 
+async def parked(discovery: DiscoveryPort, waiter: asyncio.Task[Any], index: int) -> None:
+    """Until ``waiter`` is held in a blocking query on ``index``: the fake reports it; for the
+    real agent, a query still unanswered after a while is one Consul holds."""
+    if isinstance(discovery, FakeDiscovery):
+        await discovery.until_parked(1, index)
+    else:
+        await asyncio.sleep(0.3)
+    assert not waiter.done(), "the blocking query returned before anything changed"
+
+
 async def test_blocking_query_wakes_on_change(discovery: DiscoveryPort, cluster: str) -> None:
     """Proves a blocking query returns when a member registers, well before its wait ends."""
     index, _ = await discovery.instances(cluster)
-    waiter = asyncio.ensure_future(discovery.instances(cluster, index=index, wait_s=20))
-    await asyncio.sleep(0.3)
-    assert not waiter.done()
+    waiter = asyncio.create_task(discovery.instances(cluster, index=index, wait_s=20))
+    await parked(discovery, waiter, index)
     await discovery.register(reg(cluster, 3))
     new_index, found = await asyncio.wait_for(waiter, 10)
     assert new_index > index and [i.address for i in found] == ["127.0.0.13"]
@@ -114,8 +124,8 @@ async def test_blocking_query_on_kv_prefix(discovery: DiscoveryPort, cluster: st
     """Proves a blocking KV list returns when a key under the prefix is created."""
     prefix = f"cb-test/{cluster}/ids/"
     index, _ = await discovery.kv_list(prefix)
-    waiter = asyncio.ensure_future(discovery.kv_list(prefix, index=index, wait_s=20))
-    await asyncio.sleep(0.3)
+    waiter = asyncio.create_task(discovery.kv_list(prefix, index=index, wait_s=20))
+    await parked(discovery, waiter, index)
     assert await discovery.kv_create(prefix + "4", "x")
     _, entries = await asyncio.wait_for(waiter, 10)
     assert list(entries) == [prefix + "4"]

@@ -178,12 +178,26 @@ def test_token_lacking_rights_gives_exit_4(
 def test_hostile_registration_never_reaches_a_file(
     consul: ConsulAgent, cluster: str, tmp_path: Path
 ) -> None:
-    """Proves an address with a newline and '=' is refused (exit 6) and nothing is written."""
+    """Proves an address with a newline and '=' is not a member: skipped with a warning naming
+    it, named again when the deadline passes (exit 5), and nothing is written."""
     consul.register(cluster, f"{cluster}-evil", "10.0.0.9\nmember.99=evil", 7000)
-    result = run_agent(member_args(tmp_path, cluster, 1, expect=2), consul.env())
-    assert result.code == 6, result.stderr
-    assert f"{cluster}-evil" in result.stderr
+    result = run_agent(member_args(tmp_path, cluster, 1, expect=2, timeout=3), consul.env())
+    assert result.code == 5, result.stderr
+    assert "not a member, skipped" in result.stderr
+    assert f"{cluster}-evil" in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "m1" / "members.conf").exists()
+
+
+def test_one_hostile_registration_cannot_stop_the_cluster(
+    consul: ConsulAgent, cluster: str, tmp_path: Path
+) -> None:
+    """Proves a member forms its cluster around a hostile registration, which never reaches
+    the file."""
+    consul.register(cluster, f"{cluster}-evil", "10.0.0.9\nmember.99=evil", 7000)
+    result = run_agent(member_args(tmp_path, cluster, 1, expect=1), consul.env())
+    assert result.code == 0, result.stderr
+    assert f"{cluster}-evil" in result.stderr and "not a member, skipped" in result.stderr
+    assert "evil" not in (tmp_path / "m1" / "members.conf").read_text()
 
 
 def test_command_not_found_changes_nothing(
@@ -206,6 +220,9 @@ def test_render_dry_run_changes_nothing(consul: ConsulAgent, cluster: str, tmp_p
     assert result.code == 0, result.stderr
     assert "# member id 1" in result.stdout and "member.1=127.0.0.11:7000" in result.stdout
     assert "MY_ID=1" in result.stdout
+    status = result.stdout.splitlines()[0]  # 0 of 3 here: the header must not hide it
+    assert status.startswith(f"# status: {cluster}: 0 of 3 members here"), status
+    assert "missing 3" in status and "a start would wait" in status
     assert consul.kv_keys(f"cluster-bootstrap/{cluster}/") == []
     assert not (tmp_path / "m1" / "members.conf").exists()
 

@@ -88,10 +88,14 @@ def test_late_member_joins_the_waiting_ones(
 def test_hostile_registration_never_reaches_zoo_cfg(
     consul: ConsulAgent, cluster: str, tmp_path: Path
 ) -> None:
-    """Proves a registration whose address carries a server line is refused, zoo.cfg unwritten."""
+    """Proves a registration whose address carries a server line is not a member: the start
+    waits for a real second member and, at the deadline, names it (exit 5); zoo.cfg unwritten."""
     consul.register(cluster, f"{cluster}-evil", "127.0.0.99\nserver.7=evil:1:2", 2181)
     ensemble = ZkEnsemble(consul, tmp_path, 2, cluster)
-    result = run_agent(ensemble.agent_argv(1)[1:], consul.env())
-    assert result.code == 6, result.stderr
+    argv = ensemble.agent_argv(1)[1:]
+    argv[argv.index("--") : argv.index("--")] = ["--timeout", "3"]  # later flags win
+    result = run_agent(argv, consul.env())
+    assert result.code == 5, result.stderr
+    assert f"{cluster}-evil" in result.stderr.strip().splitlines()[-1]
     assert "server.7" not in result.stdout
     assert not (ensemble.member_dir(1) / "conf" / "zoo.cfg").exists()

@@ -22,7 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from adapters import SERVICES, service_class
 from bootstrap.model import Claim
+from bootstrap.options import OUT_OF_RANGE, WRONG_TYPE
 from testbed.consul import ConsulAgent
 from testbed.procs import free_port
 from tests.reliability.hostile_agent import Answer, HostileAgent, health_entry, kv_entry
@@ -32,6 +34,7 @@ from tests.reliability.outcome import (
     run_limited,
     snapshot,
 )
+from tests.unit.test_options import every_refused, options_for
 
 ADDRESS = "127.0.0.11"
 ZK_PORTS = {"client": 2181, "quorum": 2888, "election": 3888}
@@ -319,6 +322,48 @@ def consul_token_file_missing(bed: Bed) -> list[str]:
     return bed.zk()
 
 
+# -- every adapter option, generated from the adapters' declarations ------------------------
+
+
+def _option_case(key: str, name: str, label: str, number: int, value: object) -> None:
+    def prepare(bed: Bed) -> list[str]:
+        options = options_for(key, name, value)
+        for spec in options.get("files", []) if isinstance(options.get("files"), list) else []:
+            if isinstance(spec, dict) and isinstance(spec.get("path"), str):
+                spec["path"] = str(bed.root / spec["path"])  # never outside the case's own dir
+        args = bed.zk("--config", bed.config(yaml.safe_dump({"options": options})))
+        args[0] = key
+        return args
+
+    prepare.__name__ = f"option_{key}_{name}_{label.replace('-', '_')}_{number}"
+    case(2, f"options.{name}")(prepare)
+    OPTION_CASES.add((key, name, label))
+
+
+OPTION_CASES: set[tuple[str, str, str]] = set()  # (adapter, option, wrong-type|out-of-range)
+for _number, (_key, _option, _label, _value) in enumerate(every_refused()):
+    _option_case(_key, _option, _label, _number, _value)
+
+
+@case(2, "CONSUL_CACERT", "no usable CA certificate")
+def consul_ca_file_garbage(bed: Bed) -> list[str]:
+    garbage = bed.root / "ca.pem"
+    garbage.write_text(
+        "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n"
+    )
+    bed.env["CONSUL_CACERT"] = str(garbage)
+    return bed.zk()
+
+
+@case(2, "CONSUL_CLIENT_CERT", "not a usable client certificate")
+def consul_client_cert_garbage(bed: Bed) -> list[str]:
+    garbage = bed.root / "client.pem"
+    garbage.write_text("not a certificate\n")
+    bed.env["CONSUL_CLIENT_CERT"] = str(garbage)
+    bed.env["CONSUL_CLIENT_KEY"] = str(garbage)
+    return bed.zk()
+
+
 # -- what is on disk ------------------------------------------------------------------------
 
 
@@ -423,10 +468,11 @@ def _registration_case(name: str, address: str, port: int) -> None:
     def prepare(bed: Bed) -> list[str]:
         assert bed.consul is not None
         bed.consul.register(bed.cluster, f"{bed.cluster}-evil", address, port)
-        return bed.zk(expect=2)
+        return bed.zk("--timeout", "2", expect=2)
 
     prepare.__name__ = name
-    case(6, "-evil", agent="consul")(prepare)
+    # Not a member (one bad entry must not stop a cluster): the deadline names it, exit 5.
+    case(5, "-evil", agent="consul")(prepare)
 
 
 for _name, _address, _port in [
@@ -446,7 +492,7 @@ for _name, _address, _port in [
     _registration_case(_name, _address, _port)
 
 
-@case(6, "-evil", agent="consul")
+@case(5, "-evil", agent="consul")
 def claimed_and_registered_address_injecting_a_server_line(bed: Bed) -> list[str]:
     """A second member whose claim and registration agree on an address carrying a line."""
     assert bed.consul is not None
@@ -454,7 +500,7 @@ def claimed_and_registered_address_injecting_a_server_line(bed: Bed) -> list[str
     bed.register_me()
     bed.put_claim(2, Claim(2, "evil", evil, ZK_PORTS, bed.cluster).to_json())
     bed.consul.register(bed.cluster, f"{bed.cluster}-evil", evil, 2181)
-    return bed.zk(expect=2)
+    return bed.zk("--timeout", "2", expect=2)
 
 
 # -- claims in Consul KV (the id on this member's disk is 1) ---------------------------------
@@ -608,7 +654,7 @@ for _name, _code, _says, _method, _path, _answer in [
     ),
     (
         "health_port_not_a_number",
-        6,
+        5,
         "hostile-1",
         "GET",
         "/v1/health/",
@@ -616,7 +662,7 @@ for _name, _code, _says, _method, _path, _answer in [
     ),
     (
         "health_address_not_a_string",
-        6,
+        5,
         "hostile-1",
         "GET",
         "/v1/health/",
@@ -630,7 +676,7 @@ for _name, _code, _says, _method, _path, _answer in [
         _method,
         _path,
         _answer,
-        timeout="2" if _code == 3 else "5",
+        timeout="2" if _code in (3, 5) else "5",
         huge="megabytes" in _name,
     )
 
@@ -662,8 +708,18 @@ def test_bad_input_fails_cleanly(
         assert len(line) <= LONGEST_ERROR_LINE, f"an error line of {len(line)} characters"
 
 
+def test_every_adapter_option_has_its_cases() -> None:
+    """Proves the corpus holds a wrong-type and an out-of-range case for every adapter option."""
+    for key in SERVICES:
+        option_set = service_class(key).option_set
+        assert option_set is not None, key
+        for option in option_set:
+            for label in (WRONG_TYPE, OUT_OF_RANGE):
+                assert (key, option.name, label) in OPTION_CASES, f"{key}.{option.name}: {label}"
+
+
 def test_corpus_is_large_and_covers_every_documented_failure_code() -> None:
-    """Proves the corpus holds 40+ distinct cases reaching exit codes 2, 3, 4, 6, 7 and 9."""
+    """Proves the corpus holds 40+ distinct cases reaching exit codes 2, 3, 4, 5, 6, 7 and 9."""
     names = [c.name for c in CASES]
     assert len(names) >= 40 and len(set(names)) == len(names)
-    assert {c.code for c in CASES} == {2, 3, 4, 6, 7, 9}
+    assert {c.code for c in CASES} == {2, 3, 4, 5, 6, 7, 9}

@@ -187,8 +187,15 @@ def through_the_core(raw: Sequence[RawMember], labels: Mapping[str, int]) -> lis
         Instance(f"{SERVICE}-{m.member_id}", "n", m.registered_address, cast(int, m.ports[primary]))
         for m in raw
     ]
-    members, _ = membership.match(instances, membership.parse_claims(entries))
-    return members
+    found = membership.sort_out(instances, membership.parse_claims(entries))
+    refused = {
+        i.service_id for i in instances if any(repr(i.describe()) in r for r in found.refused)
+    }
+    for member in found.members:  # a refused registration is never a member
+        assert f"{SERVICE}-{member.member_id}" not in refused, member
+    if found.refused:
+        raise UntrustedValue(found.refused[0])
+    return found.members
 
 
 def members_or_refusal(raw: Sequence[RawMember], labels: Mapping[str, int]) -> list[Member] | None:

@@ -42,3 +42,11 @@ def test_no_token_flag_exists() -> None:
     """Proves secrets cannot be given as flags (they would show in ps)."""
     with pytest.raises(UsageError):
         parse(["zookeeper", "--consul-token", "s3cret", "--", "x"])
+
+
+def test_only_arguments_before_the_separator_are_the_agents() -> None:
+    """Proves split_command gives `--debug` after '--' to the server's command."""
+    from bootstrap.cli import split_command
+
+    assert split_command(["zk", "--", "echo", "--debug"]) == (["zk"], ("echo", "--debug"))
+    assert split_command(["zk", "--debug"]) == (["zk", "--debug"], ())

@@ -226,7 +226,7 @@ def test_conf_file_option_moves_the_file_and_is_refused_with_env(tmp_path: Path)
     target = tmp_path / "custom.hocon"
     (rendered,) = render(build_view(), conf_file=str(target)).files
     assert rendered.path == target
-    with pytest.raises(UsageError, match="only used with output: file"):
+    with pytest.raises(UsageError, match="only used with output=file"):
         EmqxService({"conf_file": str(target), "output": "env"})
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bootstrap.deadline import Deadline
-from bootstrap.errors import MemberIdError, PeersMissing, UntrustedValue
+from bootstrap.errors import MemberIdError, PeersMissing
 from bootstrap.flow import Start
 from bootstrap.model import Instance, SharedValue
 from bootstrap.settings import ConsulSettings, Settings
@@ -101,20 +101,35 @@ async def test_late_member_joins_those_already_waiting(tmp_path: Path) -> None:
     """Proves members waiting in blocking queries wake up when the last one arrives."""
     fake = FakeDiscovery()
     early = asyncio.gather(*(start_member(fake, settings_for(tmp_path, n)) for n in (1, 2)))
-    await asyncio.sleep(0.3)
+    await fake.until_parked(2, index=fake.index + 4)  # both claimed and registered, and waiting
     late = await start_member(fake, settings_for(tmp_path, 3))
     results = [*(await early), late]
     assert len({text for _, text in results}) == 1
 
 
-async def test_hostile_registration_address_is_refused(tmp_path: Path) -> None:
-    """Proves an address with a newline and '=' never reaches a rendered file."""
+async def test_hostile_registration_is_skipped_and_named_at_the_deadline(tmp_path: Path) -> None:
+    """Proves an address with a newline and '=' is not a member: the deadline names it (exit 5)
+    and it never reaches a rendered file."""
     fake = FakeDiscovery()
     fake.add_instance("c1", Instance("evil", "n", "10.0.0.1\nserver.9=x", 2181))
-    settings = settings_for(tmp_path, 1, expect=2)
-    with pytest.raises(UntrustedValue, match="evil"):
+    settings = settings_for(tmp_path, 1, expect=2, timeout_s=0.5)
+    with pytest.raises(PeersMissing, match=r"1 of 2 members.*refused, not counted.*evil"):
         await start_member(fake, settings)
     assert not (settings.conf_dir / "members.cfg").exists()
+
+
+async def test_one_hostile_registration_cannot_stop_the_cluster(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Proves members form around a bad registration, which is warned about and left out."""
+    fake = FakeDiscovery()
+    fake.add_instance("c1", Instance("evil", "n", "10.0.0.1\nserver.9=x", 2181))
+    results = await asyncio.gather(
+        *(start_member(fake, settings_for(tmp_path, n, expect=2)) for n in (1, 2))
+    )
+    assert len({text for _, text in results}) == 1
+    assert "server.9" not in results[0][1] and results[0][1].count("member.") == 2
+    assert any("not a member, skipped" in r.message and "evil" in r.message for r in caplog.records)
 
 
 async def test_id_on_disk_owned_by_another_member_is_an_error(tmp_path: Path) -> None:
@@ -183,3 +198,18 @@ def test_template_id_range_option_widens_and_checks_the_range() -> None:
         TemplateService({"files": files, "id_min": 9, "id_max": 3})
     with pytest.raises(UsageError, match=r"options\.id_max: 'many'"):
         TemplateService({"files": files, "id_max": "many"})
+
+
+@pytest.mark.parametrize("disk_id", [0, 256, 999])
+async def test_preview_applies_the_same_id_rules_as_a_start(tmp_path: Path, disk_id: int) -> None:
+    """Proves render --dry-run refuses a disk id outside the range, as a start does (one rule)."""
+
+    class DiskService(ListService):
+        def member_id_on_disk(self, me: object) -> int | None:
+            return disk_id
+
+    settings = settings_for(tmp_path, 1, expect=1)
+    for run in ("plan", "preview"):
+        start = Start(settings, FakeDiscovery(), DiskService(), Deadline(1))
+        with pytest.raises(MemberIdError, match=f"id {disk_id} is outside 1..255"):
+            await getattr(start, run)()

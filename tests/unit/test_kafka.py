@@ -341,7 +341,7 @@ def test_bad_options_are_listed_together() -> None:
     assert any("unknown Kafka option 'replicas' (known: mode, roles" in p for p in problems)
     assert any("options.roles" in p for p in problems)
     assert any("options.quorum" in p for p in problems)
-    assert any("zookeeper_chroot: only for mode=zookeeper" in p for p in problems)
+    assert any("zookeeper_chroot: only used with mode=zookeeper" in p for p in problems)
     assert any("options.storage_tool" in p for p in problems)
     assert any("id range 5..2 is empty" in p for p in problems)
     assert len(problems) == 6
@@ -351,13 +351,13 @@ def test_mode_specific_options_are_checked() -> None:
     """Proves each mode's required options, and options of the other mode, are reported."""
     with pytest.raises(UsageError, match="controller_service: missing"):
         KafkaService({"roles": "broker"})
-    with pytest.raises(UsageError, match="controllers: only for roles=broker"):
+    with pytest.raises(UsageError, match="controllers: only used with mode=kraft, roles=broker"):
         KafkaService({"controllers": 3})
     with pytest.raises(UsageError) as err:
         KafkaService({"mode": "zookeeper", "quorum": "dynamic", "zookeeper_chroot": "/a/../b"})
     text = "; ".join(err.value.problems)
     assert "zookeeper_cluster: missing" in text
-    assert "quorum: only for mode=kraft" in text
+    assert "quorum: only used with mode=kraft" in text
     assert "zookeeper_chroot" in text
     for chroot in ("kafka", "/", "/zookeeper", "/a/", "/a b"):
         with pytest.raises(UsageError, match="zookeeper_chroot"):

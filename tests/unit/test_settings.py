@@ -161,3 +161,12 @@ def test_meta_filter_from_flags_file_and_env(tmp_path: Path) -> None:
     assert load_settings(ZK, ["x"], env, Flags(values=base)).meta == {"az": "b", "role": "zk"}
     with pytest.raises(UsageError, match="--meta"):
         load_settings(ZK, ["x"], {}, Flags(values={**base, "meta": "=x"}))
+
+
+def test_garbage_ca_file_is_a_settings_error(tmp_path: Path) -> None:
+    """Proves a CONSUL_CACERT that holds no certificate fails at settings time, naming the file."""
+    garbage = tmp_path / "ca.pem"
+    garbage.write_text("not a certificate\n")
+    with pytest.raises(UsageError, match=r"CONSUL_CACERT: '.*ca\.pem' holds no usable CA") as err:
+        load_consul_settings({"CONSUL_CACERT": str(garbage)})
+    assert err.value.exit_code == 2 and len(err.value.problems) == 1
