@@ -40,6 +40,7 @@ def _environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
 class TemplateService(ServicePort):
     key = "template"
     port_labels: ClassVar[Mapping[str, int]] = {"service": 8000}
+    reloads_on_change = True
 
     def __init__(
         self, options: Mapping[str, Any], environ: Mapping[str, str] | None = None

@@ -25,6 +25,14 @@ from typing import Any
 
 from bootstrap.errors import UntrustedValue, UsageError
 from bootstrap.model import endpoint, is_name, valid_address, valid_port
+from bootstrap.reload import (
+    DEFAULT_CHANGE_WAIT,
+    NO_ACTION,
+    ChangeWait,
+    OnChange,
+    parse_change_wait,
+    parse_on_change,
+)
 
 ENV_PREFIX = "CLUSTER_BOOTSTRAP_"
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -46,6 +54,10 @@ OWN_KEYS = (
     "tags",
     "meta",
     "kv_prefix",
+    "supervise",
+    "kill_timeout",
+    "on_change",
+    "change_wait",
 )
 
 # Consul client keys as our YAML names them -> the variable Consul's CLI reads.
@@ -134,6 +146,10 @@ class Settings:
     options: Mapping[str, Any]
     consul: ConsulSettings
     debug: bool = False
+    supervise: bool = False  # day 2: bootstrap.supervisor, bootstrap.day2
+    kill_timeout_s: float = 30.0
+    on_change: OnChange = NO_ACTION
+    change_wait: ChangeWait = DEFAULT_CHANGE_WAIT
 
     def __post_init__(self) -> None:
         if self.expect < 1 or self.timeout_s <= 0:
@@ -276,6 +292,12 @@ def load_settings(
         "options": options,
         "consul": consul,
         "debug": flags.debug,
+        "supervise": problems.convert(own.get("supervise"), _bool, False),
+        "kill_timeout_s": problems.convert(own.get("kill_timeout"), _positive_float, 30.0),
+        "on_change": problems.convert(own.get("on_change"), parse_on_change, NO_ACTION),
+        "change_wait": problems.convert(
+            own.get("change_wait"), parse_change_wait, DEFAULT_CHANGE_WAIT
+        ),
     }
     if problems.items:
         raise UsageError(problems.items)

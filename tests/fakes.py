@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -26,6 +28,9 @@ class FakeDiscovery(DiscoveryPort):
         self.names: dict[str, str] = {}  # service_id -> service name
         self.down = False
         self.calls = 0
+        self.sessions: dict[str, float] = {}  # session id -> lock delay
+        self.checks: dict[str, tuple[str, str]] = {}  # check id -> (status, output)
+        self.refused_until: dict[str, float] = {}  # lock key -> end of a dead holder's delay
         self._changed = asyncio.Event()
 
     def _bump(self) -> int:
@@ -96,6 +101,53 @@ class FakeDiscovery(DiscoveryPort):
         await self._enter(0, 0)
         if self.services.pop(service_id, None) is not None:
             self._bump()
+
+    async def session_create(self, name: str, ttl_s: int, lock_delay_s: int) -> str:
+        await self._enter(0, 0)
+        session = str(uuid.uuid4())
+        self.sessions[session] = lock_delay_s
+        return session
+
+    async def session_renew(self, session_id: str) -> bool:
+        await self._enter(0, 0)
+        return session_id in self.sessions
+
+    def expire(self, session_id: str) -> None:
+        """What Consul does when a session's TTL runs out: its locks free after the delay."""
+        delay = self.sessions.pop(session_id, 0.0)
+        for key, entry in list(self.kv.items()):
+            if entry.session == session_id:
+                self.kv[key] = KVEntry(entry.value, self._bump())
+                self.refused_until[key] = time.monotonic() + delay
+
+    async def session_destroy(self, session_id: str) -> None:
+        await self._enter(0, 0)
+        self.sessions.pop(session_id, None)
+        for key, entry in list(self.kv.items()):
+            if entry.session == session_id:
+                self.kv[key] = KVEntry(entry.value, self._bump())
+
+    async def lock_acquire(self, key: str, session_id: str, value: str) -> bool:
+        await self._enter(0, 0)
+        held = self.kv.get(key)
+        if session_id not in self.sessions or time.monotonic() < self.refused_until.get(key, 0):
+            return False
+        if held is not None and held.session not in (None, session_id):
+            return False
+        self.kv[key] = KVEntry(value, self._bump(), session_id)
+        return True
+
+    async def lock_release(self, key: str, session_id: str) -> bool:
+        await self._enter(0, 0)
+        held = self.kv.get(key)
+        if held is None or held.session != session_id:
+            return False
+        self.kv[key] = KVEntry(held.value, self._bump())
+        return True
+
+    async def report_health(self, check_id: str, status: str, output: str) -> None:
+        await self._enter(0, 0)
+        self.checks[check_id] = (status, output)
 
 
 class ListService(ServicePort):
