@@ -24,6 +24,7 @@ from bootstrap.ports import DiscoveryPort, HealthCheck, ServicePort
 TTL_S = 90
 REFRESH_S = TTL_S / 3
 PROBE_S = 10.0
+STARTING_PROBE_S = 1.0  # until the first passing answer: a starting server is seen at once
 PROBE_TIMEOUT_S = 5.0
 STATUS = {0: "passing", 1: "warning", 2: "critical"}
 
@@ -73,4 +74,4 @@ class HealthReporter:
                     if status != last:
                         log.info("health: %s -> %s (%s)", last or "(unknown)", status, detail)
                     last, sent_at, warned = status, time.monotonic(), False
-            await asyncio.sleep(PROBE_S)
+            await asyncio.sleep(PROBE_S if last == "passing" else STARTING_PROBE_S)

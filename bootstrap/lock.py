@@ -97,7 +97,8 @@ class ClusterLock:
                     waiting_logged = True
             else:
                 # Free but refused: a dead holder's lock-delay. The key will not change when
-                # it ends, so a blocking query would sleep through it.
+                # it ends, so a blocking query would sleep through it: look again shortly.
+                index = 0
                 await asyncio.sleep(RETRY_S)
 
     async def _renew(self, session: str) -> None:

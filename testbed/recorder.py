@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import socket
 import subprocess
@@ -57,7 +58,7 @@ def main() -> int:
         return sock
 
     server = listen()
-    record("started")
+    record(f"started pid={os.getpid()}")
     for _ in range(args.orphans):
         subprocess.run(["sh", "-c", "sleep 1 &"], check=True)
     started = time.monotonic()
