@@ -368,12 +368,19 @@ class ConsulDiscovery(DiscoveryPort):
 
     async def report_health(self, check_id: str, status: str, output: str) -> None:
         verb = {"passing": "pass", "warning": "warn", "critical": "fail"}[status]
-        check = urllib.parse.quote(check_id, safe="")
+        if not check_id or any(c in check_id for c in "/?#%"):
+            raise ValueError(f"{check_id[:60]!r} is not a check id")
+
+        def known(response: consul.base.Response) -> bool:
+            if response.code == 404:
+                raise ConsulBadAnswer(f"the agent has no check {check_id!r}")
+            return True
+
         await self._call(
             f"updating the check {check_id!r}",
             lambda: self.client.http.put(
-                lambda r: True,
-                f"/v1/agent/check/{verb}/{check}",
+                known,
+                f"/v1/agent/check/{verb}/{check_id}",
                 params=[("note", output)],
                 headers=self.client.prepare_headers(None),
             ),

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from bootstrap.errors import ConsulUnavailable
+from bootstrap.errors import ConsulBadAnswer, ConsulUnavailable
 from bootstrap.model import ClusterView, Instance, RenderedFile, Rendering
 from bootstrap.ports import DiscoveryPort, KVEntry, Registration, ServicePort
 
@@ -113,7 +113,8 @@ class FakeDiscovery(DiscoveryPort):
         return session_id in self.sessions
 
     def expire(self, session_id: str) -> None:
-        """What Consul does when a session's TTL runs out: its locks free after the delay."""
+        """What Consul does when a session ends (TTL run out, or destroyed): its locks are
+        released, and refused to everyone for the session's lock-delay."""
         delay = self.sessions.pop(session_id, 0.0)
         for key, entry in list(self.kv.items()):
             if entry.session == session_id:
@@ -122,10 +123,7 @@ class FakeDiscovery(DiscoveryPort):
 
     async def session_destroy(self, session_id: str) -> None:
         await self._enter(0, 0)
-        self.sessions.pop(session_id, None)
-        for key, entry in list(self.kv.items()):
-            if entry.session == session_id:
-                self.kv[key] = KVEntry(entry.value, self._bump())
+        self.expire(session_id)
 
     async def lock_acquire(self, key: str, session_id: str, value: str) -> bool:
         await self._enter(0, 0)
@@ -147,6 +145,8 @@ class FakeDiscovery(DiscoveryPort):
 
     async def report_health(self, check_id: str, status: str, output: str) -> None:
         await self._enter(0, 0)
+        if check_id.removeprefix("service:") not in self.services:
+            raise ConsulBadAnswer(f"the agent has no check {check_id!r}")
         self.checks[check_id] = (status, output)
 
 
