@@ -426,3 +426,44 @@ def test_consul_down_for_20s_keeps_the_server_and_catches_up(
     assert "catching up" in result.stderr
     assert "could not deregister" in result.stderr
     assert [p[0] for p in lines(tmp_path, 1) if p[0].startswith("SIG")] == ["SIGHUP", "SIGTERM"]
+
+
+def test_on_change_restart_stops_and_starts_the_server_and_the_agent_stays(
+    consul: ConsulAgent, cluster: str, tmp_path: Path, procs: list[subprocess.Popen[str]]
+) -> None:
+    """Proves --on-change restart ends the server with SIGTERM and starts a new one, the agent
+    does not exit for it, and its exit code is then the new server's."""
+    args = member(tmp_path, cluster, 1, "--on-change", "restart", "--change-wait", "0.3")
+    agent = spawn_agent(args, consul.env())
+    procs.append(agent)
+    first = server_pid(tmp_path, 1)
+    put(consul, cluster, "restart-me")
+    wait_until(lambda: len(seen(tmp_path, 1, "started")) == 2, 30, "the second server")
+    second = int([p for p in lines(tmp_path, 1) if p[0] == "started"][-1][1].removeprefix("pid="))
+    assert second != first and not alive(first) and alive(second)
+    assert agent.poll() is None
+    assert (tmp_path / "m1" / "out.conf").read_text() == "v=restart-me\n"
+    os.kill(second, signal.SIGKILL)
+    result = finish(agent, 30)
+    assert result.code == 137, result.stderr
+
+
+def test_watch_alone_rerenders_into_the_directory_and_exits_on_sigterm(
+    consul: ConsulAgent, cluster: str, tmp_path: Path, procs: list[subprocess.Popen[str]]
+) -> None:
+    """Proves `watch` (the sidecar) renders, rewrites the file on a change with no server to
+    signal, and on SIGTERM exits 0 and deregisters."""
+    args = member(tmp_path, cluster, 1, "--change-wait", "0.3")
+    args = ["watch", *args[: args.index("--supervise")]]
+    agent = spawn_agent(args, consul.env())
+    procs.append(agent)
+    out = tmp_path / "m1" / "out.conf"
+    wait_until(out.exists, 30, "the first rendering")
+    put(consul, cluster, "sidecar")
+    wait_until(lambda: out.read_text() == "v=sidecar\n", 30, "the re-rendering")
+    agent.send_signal(signal.SIGTERM)
+    result = finish(agent, 30)
+    assert result.code == 0, result.stderr
+    assert "rewrote" in result.stderr
+    _, services = consul.request("GET", f"/v1/catalog/service/{cluster}")
+    assert services == []
