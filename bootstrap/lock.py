@@ -26,6 +26,7 @@ from bootstrap.ports import DiscoveryPort
 TTL_S = 10  # Consul's minimum
 LOCK_DELAY_S = 10
 RETRY_S = 1.0  # after a refused acquire of a free key (lock-delay) or a Consul error
+MAX_RETRY_S = 30.0
 RELEASE_TIMEOUT_S = 5.0
 
 
@@ -67,17 +68,20 @@ class ClusterLock:
             await self._bounded(self.discovery.session_destroy(session), "session destroy")
 
     async def _session(self) -> str:
+        delay = RETRY_S
         while True:
             try:
                 return await self.discovery.session_create(
                     f"cluster-bootstrap {self.holder}", self.ttl_s, self.lock_delay_s
                 )
             except ConsulError as exc:
-                log.warning("cluster lock: cannot create a session: %s; retrying", exc)
-                await asyncio.sleep(RETRY_S)
+                if delay == RETRY_S:
+                    log.warning("cluster lock: cannot create a session: %s; retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RETRY_S)
 
     async def _acquire(self, session: str, why: str) -> None:
-        index = 0
+        index = failures = 0
         waiting_logged = False
         while True:
             try:
@@ -87,9 +91,12 @@ class ClusterLock:
                     self.key, index=index, wait_s=self.wait_s
                 )
             except ConsulError as exc:
-                log.warning("cluster lock: %s; retrying", exc)
-                await asyncio.sleep(RETRY_S)
+                if not failures:
+                    log.warning("cluster lock: %s; retrying", exc)
+                failures += 1
+                await asyncio.sleep(min(RETRY_S * failures, MAX_RETRY_S))
                 continue
+            failures = 0
             entry = entries.get(self.key)
             if entry is not None and entry.session is not None:
                 if not waiting_logged:
