@@ -122,7 +122,7 @@ class Day2:
                 if plan.rendering.env.get(name) != self.plan.rendering.env.get(name)
             )
             if env_changed:
-                log.info("environment %s changed: it applies at the next start", env_changed)
+                log.info("environment %s changed: it applies when the server starts", env_changed)
             self.plan = plan
             self.reloads += 1
             await self._apply()
@@ -134,6 +134,7 @@ class Day2:
         if action.action == "signal":
             child.forward(action.signal)
         else:
+            child.env = child_env(self.plan.rendering)  # a restart also takes the new environment
             await child.restart()
         await self._settle()
 
