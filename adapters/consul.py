@@ -251,7 +251,7 @@ class ConsulDiscovery(DiscoveryPort):
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(ConsulUnavailable),
             wait=wait_random_exponential(multiplier=0.2, max=3.0),
-            stop=lambda _state: self.deadline.remaining() < 0.05,
+            stop=lambda _state: not self.deadline.retries or self.deadline.remaining() < 0.05,
             sleep=lambda seconds: asyncio.sleep(min(seconds, self.deadline.remaining())),
             before_sleep=before_sleep,
             reraise=True,
@@ -360,6 +360,69 @@ class ConsulDiscovery(DiscoveryPort):
             lambda: self.client.agent.service.deregister(service_id),
         )
 
+    async def session_create(self, name: str, ttl_s: int, lock_delay_s: int) -> str:
+        session = await self._call(
+            "creating a session",
+            lambda: self.client.session.create(name=name, ttl=ttl_s, lock_delay=lock_delay_s),
+        )
+        if not isinstance(session, str) or not _is_uuid(session):
+            raise ConsulBadAnswer(f"session create: {str(session)[:40]!r} is not a session id")
+        return session
+
+    async def session_renew(self, session_id: str) -> bool:
+        answer = await self._call(
+            "renewing the session",
+            lambda: self.client.http.put(
+                lambda r: r.code != 404,
+                f"/v1/session/renew/{_uuid(session_id)}",
+                headers=self.client.prepare_headers(None),
+            ),
+        )
+        return bool(answer)
+
+    async def session_destroy(self, session_id: str) -> None:
+        await self._call(
+            "destroying the session", lambda: self.client.session.destroy(_uuid(session_id))
+        )
+
+    async def lock_acquire(self, key: str, session_id: str, value: str) -> bool:
+        return _bool_answer(
+            await self._call(
+                f"taking the lock {key!r}",
+                lambda: self.client.kv.put(key, value, acquire=_uuid(session_id)),
+            ),
+            key,
+        )
+
+    async def lock_release(self, key: str, session_id: str) -> bool:
+        return _bool_answer(
+            await self._call(
+                f"releasing the lock {key!r}",
+                lambda: self.client.kv.put(key, "", release=_uuid(session_id)),
+            ),
+            key,
+        )
+
+    async def report_health(self, check_id: str, status: str, output: str) -> None:
+        verb = {"passing": "pass", "warning": "warn", "critical": "fail"}[status]
+        if not check_id or any(c in check_id for c in "/?#%"):
+            raise ValueError(f"{check_id[:60]!r} is not a check id")
+
+        def known(response: consul.base.Response) -> bool:
+            if response.code == 404:
+                raise ConsulBadAnswer(f"the agent has no check {check_id!r}")
+            return True
+
+        await self._call(
+            f"updating the check {check_id!r}",
+            lambda: self.client.http.put(
+                known,
+                f"/v1/agent/check/{verb}/{check_id}",
+                params=[("note", output)],
+                headers=self.client.prepare_headers(None),
+            ),
+        )
+
     async def describe(self) -> dict[str, str]:
         s = self.settings
         info = {
@@ -383,6 +446,19 @@ class ConsulDiscovery(DiscoveryPort):
         except ConsulError as exc:
             info["reachable"] = f"NO: {exc}"
         return info
+
+
+def _is_uuid(text: str) -> bool:
+    parts = text.split("-")
+    return [len(p) for p in parts] == [8, 4, 4, 4, 12] and all(
+        c in "0123456789abcdef" for c in text.replace("-", "")
+    )
+
+
+def _uuid(session_id: str) -> str:
+    if not _is_uuid(session_id):  # it goes into a URL path
+        raise ValueError(f"{session_id[:40]!r} is not a session id")
+    return session_id
 
 
 def _index(raw: object) -> int:
@@ -429,4 +505,5 @@ def _kv_entry(entry: object, where: str) -> tuple[str, KVEntry]:
     modify_index = entry.get("ModifyIndex")
     if not isinstance(modify_index, int):
         raise ConsulBadAnswer(f"KV {entry['Key']!r}: ModifyIndex is not a number")
-    return entry["Key"], KVEntry(text, modify_index)
+    session = entry.get("Session")
+    return entry["Key"], KVEntry(text, modify_index, session if isinstance(session, str) else None)

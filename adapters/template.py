@@ -149,6 +149,7 @@ OPTIONS = OptionSet(
 class TemplateService(ServicePort):
     key = "template"
     port_labels: ClassVar[Mapping[str, int]] = {"service": 8000}
+    reloads_on_change = True
 
     option_set = OPTIONS
 

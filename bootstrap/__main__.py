@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from adapters import service_class
 from adapters.consul import ConsulDiscovery
 from bootstrap import cli
-from bootstrap.deadline import Deadline
+from bootstrap.deadline import Deadline, Unbounded
 from bootstrap.errors import BootstrapError
 from bootstrap.flow import Plan, Start, exec_command, resolve_command, who_am_i
 from bootstrap.log import log, scrub, setup
@@ -57,6 +57,8 @@ def main(
         if request.action == "health":
             return asyncio.run(_health(settings, env))
         program = resolve_command(settings.command, env) if request.action == "run" else ""
+        if settings.supervise and request.action in ("run", "watch"):
+            return asyncio.run(_day2(request, settings, program, env, discovery))
         plan = asyncio.run(_start(request, settings, env, discovery))
         if request.action == "run":
             exec_command(program, settings.command, plan.rendering)
@@ -113,6 +115,31 @@ async def _start(
         plan = await start.plan()
         await start.write(plan)
         return plan
+
+
+async def _day2(
+    request: cli.Request,
+    settings: Settings,
+    program: str,
+    env: Mapping[str, str],
+    discovery_factory: DiscoveryFactory,
+) -> int:
+    """Supervise mode (``run --supervise``) or the sidecar watch loop (``watch``)."""
+    from bootstrap import day2  # an exec'd start never imports the day-2 rooms
+
+    deadline = Deadline(settings.timeout_s)
+    service = service_class(settings.service)(settings.options, env)
+    async with (
+        discovery_factory(settings.consul, deadline) as discovery,
+        discovery_factory(settings.consul, Unbounded()) as day2_discovery,
+        service,
+    ):
+        start = Start(settings, discovery, service, deadline)
+        plan = await start.plan()
+        await start.write(plan)
+        if request.action == "watch":
+            return await day2.watch_only(settings, day2_discovery, service, plan)
+        return await day2.supervise(settings, day2_discovery, service, plan, program)
 
 
 async def _health(settings: Settings, env: Mapping[str, str]) -> int:

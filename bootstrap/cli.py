@@ -7,6 +7,8 @@
     cluster-bootstrap discover CONSUL_SERVICE [--tag TAG] [consul options]
     cluster-bootstrap doctor SERVICE [options]
     cluster-bootstrap health SERVICE [options]      (exit 0 passing, 1 warning, 2 critical)
+    cluster-bootstrap run SERVICE --supervise [options] -- COMMAND   (the agent stays as PID 1)
+    cluster-bootstrap watch SERVICE [options]       (render, then keep the files up to date)
 
 A wrong flag is a ``UsageError`` (one line, exit 2), never argparse's usage dump.
 """
@@ -21,7 +23,7 @@ from typing import NoReturn
 from bootstrap.errors import UsageError
 from bootstrap.settings import CONSUL_ENV, OWN_KEYS, Flags
 
-SUBCOMMANDS = ("run", "render", "discover", "doctor", "health")
+SUBCOMMANDS = ("run", "render", "discover", "doctor", "health", "watch")
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,16 @@ def _parser() -> argparse.ArgumentParser:
         help="only members whose service meta has KEY=VALUE",
     )
     own.add_argument("--kv-prefix", help="KV prefix (default cluster-bootstrap)")
+    day2 = parser.add_argument_group("supervise mode (the agent stays as PID 1)")
+    day2.add_argument(
+        "--supervise",
+        action="store_const",
+        const="true",
+        help="start the server as a child and stay: signals, reaping, watch, reload",
+    )
+    day2.add_argument("--kill-timeout", help="seconds from SIGTERM to SIGKILL (default 30)")
+    day2.add_argument("--on-change", help="signal:<NAME>, restart or none (default none)")
+    day2.add_argument("--change-wait", help="quiet period MIN[:MAX] (default 2s, MAX 4 x MIN)")
     own.add_argument(
         "--set",
         action="append",
@@ -117,6 +129,8 @@ def parse(argv: Sequence[str]) -> Request:
         raise SystemExit(0)
     ns = _parser().parse_args(args)
     values = {key: getattr(ns, key) for key in OWN_KEYS if key not in ("tags", "meta")}
+    if ns.action == "watch":
+        values["supervise"] = "true"  # the watch loop is supervise mode without a child
     if ns.tag:
         values["tags"] = ",".join(ns.tag)
     if ns.meta:

@@ -110,7 +110,8 @@ class CommandNotFound(ExecError):
 
 
 EXIT_CODES: dict[int, str] = {
-    0: "never seen on success: the service's own command replaces cluster-bootstrap",
+    0: "never seen on success: the service's own command replaces cluster-bootstrap "
+    "(with `--supervise`: the server's own exit code, 128+N for signal N)",
     1: "unexpected internal error (a bug)",
     UsageError.exit_code: "usage or configuration error (flags, config file, environment)",
     ConsulUnavailable.exit_code: "Consul agent unreachable (or answering 5xx) until the deadline",

@@ -15,6 +15,7 @@ from pathlib import Path
 from bootstrap.deadline import Deadline
 from bootstrap.errors import CommandNotFound, ExecError, RenderError, UsageError
 from bootstrap.files import write_all
+from bootstrap.health import supervised_check
 from bootstrap.log import log, redact
 from bootstrap.membership import Membership
 from bootstrap.model import ClusterView, Me, Member, Rendering
@@ -150,7 +151,9 @@ class Start:
                 "cluster-bootstrap-id": str(member_id),
                 "cluster-bootstrap-cluster": self.settings.cluster,
             },
-            check=self.service.health_check(self.me),
+            check=supervised_check()
+            if self.settings.supervise
+            else self.service.health_check(self.me),
         )
 
     async def shared_values(self, *, create: bool) -> dict[str, str]:
@@ -211,9 +214,14 @@ def _valid_shared(value: str, key: str) -> str:
 AGENT_ONLY_ENV = ("CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE", "CONSUL_HTTP_AUTH")
 
 
+def child_env(rendering: Rendering) -> dict[str, str]:
+    """The server's environment: ours without the agent's credentials, plus the rendered one."""
+    return {k: v for k, v in os.environ.items() if k not in AGENT_ONLY_ENV} | dict(rendering.env)
+
+
 def exec_command(program: str, command: Sequence[str], rendering: Rendering) -> None:
     """Replace this process with the service (it becomes PID 1 in a container)."""
-    env = {k: v for k, v in os.environ.items() if k not in AGENT_ONLY_ENV} | dict(rendering.env)
+    env = child_env(rendering)
     log.info("exec %s", " ".join(command))
     try:
         os.execve(program, list(command), env)

@@ -37,6 +37,7 @@ class KVEntry:
 
     value: str
     modify_index: int
+    session: str | None = None  # the session holding it as a lock, if any
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,34 @@ class DiscoveryPort(AsyncResource, abc.ABC):
     async def deregister(self, service_id: str) -> None:
         """Remove a service instance from the local agent; a missing one is not an error."""
 
+    # -- day 2: the cluster lock and health (bootstrap.lock, bootstrap.day2) --
+
+    @abc.abstractmethod
+    async def session_create(self, name: str, ttl_s: int, lock_delay_s: int) -> str:
+        """A new session that dies ``ttl_s`` after its last renewal (Consul may take up to
+        twice that); the locks it held are released and stay refused for ``lock_delay_s``."""
+
+    @abc.abstractmethod
+    async def session_renew(self, session_id: str) -> bool:
+        """Extend the session's TTL. ``False``: the session no longer exists (it expired)."""
+
+    @abc.abstractmethod
+    async def session_destroy(self, session_id: str) -> None:
+        """End the session, releasing its locks; a missing session is not an error."""
+
+    @abc.abstractmethod
+    async def lock_acquire(self, key: str, session_id: str, value: str) -> bool:
+        """Take the lock at ``key`` for the session. ``False``: another session holds it, or
+        the lock-delay of a dead holder is still running."""
+
+    @abc.abstractmethod
+    async def lock_release(self, key: str, session_id: str) -> bool:
+        """Give the lock back. ``False``: the session did not hold it."""
+
+    @abc.abstractmethod
+    async def report_health(self, check_id: str, status: str, output: str) -> None:
+        """Set a TTL check of the local agent: ``passing``, ``warning`` or ``critical``."""
+
     async def describe(self) -> dict[str, str]:
         """What ``doctor`` shows of the connection: address, TLS, token (masked), reachability."""
         return {}
@@ -174,6 +203,8 @@ class ServicePort(AsyncResource, abc.ABC):
     port_labels: ClassVar[Mapping[str, int]]  # label -> default port; the first is primary
     option_set: ClassVar[OptionSet | None] = None  # None: options are not checked (test fakes)
     id_range: tuple[int, int] = (1, 255)  # ids this member may claim; an instance may narrow it
+    # Supervise mode re-renders on a cluster change and applies --on-change (bootstrap.day2).
+    reloads_on_change: ClassVar[bool] = False
 
     def __init__(
         self, options: Mapping[str, Any], environ: Mapping[str, str] | None = None
@@ -183,9 +214,7 @@ class ServicePort(AsyncResource, abc.ABC):
         problems: list[str] = []
         given = self.image_options(self.options, problems)
         option_set = type(self).option_set
-        self.opts: dict[str, Any] = (
-            option_set.check(given, problems) if option_set else dict(given)
-        )
+        self.opts: dict[str, Any] = option_set.check(given, problems) if option_set else dict(given)
         self.configure(problems)
         if problems:
             raise UsageError(problems)

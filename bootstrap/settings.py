@@ -49,6 +49,14 @@ from bootstrap.layers import (
     read_yaml,
 )
 from bootstrap.model import valid_address, valid_port
+from bootstrap.reload import (
+    DEFAULT_CHANGE_WAIT,
+    NO_ACTION,
+    ChangeWait,
+    OnChange,
+    parse_change_wait,
+    parse_on_change,
+)
 
 # Moved to bootstrap.consul_settings and bootstrap.layers; importable from here as before.
 __all__ = [
@@ -81,6 +89,10 @@ OWN_KEYS = (
     "tags",
     "meta",
     "kv_prefix",
+    "supervise",
+    "kill_timeout",
+    "on_change",
+    "change_wait",
 )
 
 
@@ -119,6 +131,10 @@ class Settings:
     options: Mapping[str, Any]
     consul: ConsulSettings
     debug: bool = False
+    supervise: bool = False  # day 2: bootstrap.supervisor, bootstrap.day2
+    kill_timeout_s: float = 30.0
+    on_change: OnChange = NO_ACTION
+    change_wait: ChangeWait = DEFAULT_CHANGE_WAIT
 
     def __post_init__(self) -> None:
         if self.expect < 1 or self.timeout_s <= 0:
@@ -200,6 +216,10 @@ def load_settings(
     tags: tuple[str, ...] = problems.convert(own.get("tags"), as_tags, ())
     meta: dict[str, str] = problems.convert(own.get("meta"), as_meta, {})
     kv_prefix = problems.convert(own.get("kv_prefix"), as_kv_prefix, "cluster-bootstrap")
+    supervise = problems.convert(own.get("supervise"), as_bool, False)
+    kill_timeout_s = problems.convert(own.get("kill_timeout"), as_positive_float, 30.0)
+    on_change = problems.convert(own.get("on_change"), parse_on_change, NO_ACTION)
+    change_wait = problems.convert(own.get("change_wait"), parse_change_wait, DEFAULT_CHANGE_WAIT)
     if problems.items:
         raise UsageError(problems.items)
     return Settings(
@@ -224,6 +244,10 @@ def load_settings(
         options=options,
         consul=consul,
         debug=flags.debug,
+        supervise=supervise,
+        kill_timeout_s=kill_timeout_s,
+        on_change=on_change,
+        change_wait=change_wait,
     )
 
 

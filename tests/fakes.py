@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from bootstrap.errors import ConsulUnavailable
+from bootstrap.errors import ConsulBadAnswer, ConsulUnavailable
 from bootstrap.model import ClusterView, Instance, RenderedFile, Rendering
 from bootstrap.ports import DiscoveryPort, KVEntry, Registration, ServicePort
 
@@ -28,6 +30,9 @@ class FakeDiscovery(DiscoveryPort):
         self.calls = 0
         self.parked = 0  # blocking queries waiting right now
         self.parked_at: list[int] = []  # the index each blocking query waited on
+        self.sessions: dict[str, float] = {}  # session id -> lock delay
+        self.checks: dict[str, tuple[str, str]] = {}  # check id -> (status, output)
+        self.refused_until: dict[str, float] = {}  # lock key -> end of a dead holder's delay
         self._changed = asyncio.Event()
         self._parking = asyncio.Event()
 
@@ -113,6 +118,53 @@ class FakeDiscovery(DiscoveryPort):
         await self._enter(0, 0)
         if self.services.pop(service_id, None) is not None:
             self._bump()
+
+    async def session_create(self, name: str, ttl_s: int, lock_delay_s: int) -> str:
+        await self._enter(0, 0)
+        session = str(uuid.uuid4())
+        self.sessions[session] = lock_delay_s
+        return session
+
+    async def session_renew(self, session_id: str) -> bool:
+        await self._enter(0, 0)
+        return session_id in self.sessions
+
+    def expire(self, session_id: str) -> None:
+        """What Consul does when a session ends (TTL run out, or destroyed): its locks are
+        released, and refused to everyone for the session's lock-delay."""
+        delay = self.sessions.pop(session_id, 0.0)
+        for key, entry in list(self.kv.items()):
+            if entry.session == session_id:
+                self.kv[key] = KVEntry(entry.value, self._bump())
+                self.refused_until[key] = time.monotonic() + delay
+
+    async def session_destroy(self, session_id: str) -> None:
+        await self._enter(0, 0)
+        self.expire(session_id)
+
+    async def lock_acquire(self, key: str, session_id: str, value: str) -> bool:
+        await self._enter(0, 0)
+        held = self.kv.get(key)
+        if session_id not in self.sessions or time.monotonic() < self.refused_until.get(key, 0):
+            return False
+        if held is not None and held.session not in (None, session_id):
+            return False
+        self.kv[key] = KVEntry(value, self._bump(), session_id)
+        return True
+
+    async def lock_release(self, key: str, session_id: str) -> bool:
+        await self._enter(0, 0)
+        held = self.kv.get(key)
+        if held is None or held.session != session_id:
+            return False
+        self.kv[key] = KVEntry(held.value, self._bump())
+        return True
+
+    async def report_health(self, check_id: str, status: str, output: str) -> None:
+        await self._enter(0, 0)
+        if check_id.removeprefix("service:") not in self.services:
+            raise ConsulBadAnswer(f"the agent has no check {check_id!r}")
+        self.checks[check_id] = (status, output)
 
 
 class ListService(ServicePort):

@@ -15,7 +15,7 @@ import pytest
 
 from adapters.consul import ConsulDiscovery
 from bootstrap.deadline import Deadline
-from bootstrap.errors import ConsulDenied, ConsulUnavailable
+from bootstrap.errors import ConsulBadAnswer, ConsulDenied, ConsulUnavailable
 from bootstrap.model import Instance
 from bootstrap.ports import DiscoveryPort, HealthCheck, Registration
 from bootstrap.settings import ConsulSettings
@@ -162,3 +162,60 @@ async def test_token_without_rights_is_denied_at_once(consul_acl: ConsulAgent) -
     assert time.monotonic() - started < 5, "a 403 must not be retried until the deadline"
     async with real(consul_acl, token=ACL_TOKEN) as discovery:
         assert await discovery.kv_create("cb-test/acl/y", "v") in (True, False)
+
+
+async def test_a_session_lock_has_one_holder_and_a_release_frees_it(
+    discovery: DiscoveryPort, cluster: str
+) -> None:
+    """Proves a lock taken by one session is refused to another until released; a release by
+    a session that does not hold it is False; the holder shows in the entry."""
+    key = f"cb-test/{cluster}/lock"
+    first = await discovery.session_create("first", 10, 0)
+    second = await discovery.session_create("second", 10, 0)
+    assert await discovery.lock_acquire(key, first, "first: test")
+    assert not await discovery.lock_acquire(key, second, "second: test")
+    entry = await discovery.kv_get(key)
+    assert entry is not None and entry.session == first and entry.value == "first: test"
+    assert not await discovery.lock_release(key, second)
+    assert await discovery.lock_release(key, first)
+    entry = await discovery.kv_get(key)
+    assert entry is not None and entry.session is None
+    assert await discovery.lock_acquire(key, second, "second: test")
+    for session in (first, second):
+        await discovery.session_destroy(session)
+
+
+async def test_a_dead_holders_lock_is_refused_for_its_lock_delay(
+    discovery: DiscoveryPort, cluster: str
+) -> None:
+    """Proves a session that ends while holding a lock frees it, but only after its
+    lock-delay; renewing an ended session is False, destroying it again is no error."""
+    key = f"cb-test/{cluster}/lock"
+    holder = await discovery.session_create("holder", 10, 1)
+    other = await discovery.session_create("other", 10, 0)
+    assert await discovery.session_renew(holder)
+    assert await discovery.lock_acquire(key, holder, "holder")
+    await discovery.session_destroy(holder)
+    assert not await discovery.session_renew(holder)
+    await discovery.session_destroy(holder)
+    entry = await discovery.kv_get(key)
+    assert entry is not None and entry.session is None
+    assert not await discovery.lock_acquire(key, other, "other")  # inside the lock-delay
+    await asyncio.sleep(1.5)
+    assert await discovery.lock_acquire(key, other, "other")
+    await discovery.session_destroy(other)
+
+
+async def test_report_health_sets_a_ttl_check_and_refuses_an_unknown_one(
+    discovery: DiscoveryPort, cluster: str, consul: ConsulAgent
+) -> None:
+    """Proves report_health moves the TTL check of a registration, and an unknown check id is
+    ConsulBadAnswer, not a silent success."""
+    await discovery.register(reg(cluster, 1, check=HealthCheck(ttl="30s")))
+    await discovery.report_health(f"service:{cluster}-1", "passing", "up")
+    if isinstance(discovery, ConsulDiscovery):
+        _, checks = consul.request("GET", f"/v1/health/checks/{cluster}")
+        assert isinstance(checks, list) and checks[0]["Status"] == "passing"
+    with pytest.raises(ConsulBadAnswer):
+        await discovery.report_health(f"service:{cluster}-none", "passing", "up")
+    await discovery.deregister(f"{cluster}-1")

@@ -29,6 +29,7 @@ ADAPTERS = {
     "zookeeper": ("adapters.zookeeper", "ZooKeeperService"),
     "kafka": ("adapters.kafka", "KafkaService"),
     "emqx": ("adapters.emqx", "EmqxService"),
+    "template": ("adapters.template", "TemplateService"),
 }
 OWN_ENV = {ENV_PREFIX + key.upper() for key in OWN_KEYS}
 
@@ -178,7 +179,7 @@ def network_labels(group: dict[str, Any]) -> list[str]:
 
 
 def test_every_spec_parses_and_runs_the_agent() -> None:
-    """Proves the five specs parse with python-hcl2 and each has a task running the agent."""
+    """Proves the seven specs parse with python-hcl2 and each has a task running the agent."""
     names = {path.name for path in SPECS}
     assert names == {
         "zookeeper.nomad.hcl",
@@ -186,6 +187,8 @@ def test_every_spec_parses_and_runs_the_agent() -> None:
         "kafka-split.nomad.hcl",
         "emqx.nomad.hcl",
         "prestart.nomad.hcl",
+        "supervise.nomad.hcl",
+        "watch.nomad.hcl",
     }
     assert {task.spec for task in AGENT_TASKS} == names
 
@@ -294,3 +297,44 @@ def test_prestart_renders_into_the_alloc_dir_the_stock_task_reads() -> None:
     assert "entrypoint" not in config, "the stock image's own entrypoint stays"
     assert config["args"][-1] == f"{conf_dir}/zoo.cfg"
     assert single(service_task["env"])["ZOO_DATA_DIR"] == data_dir
+
+
+def _seconds(duration: str) -> float:
+    number, unit = re.fullmatch(r"(\d+)(s|m)", duration).groups()  # type: ignore[union-attr]
+    return float(number) * (60 if unit == "m" else 1)
+
+
+def test_supervise_spec_runs_the_agent_as_pid_1_with_room_to_stop() -> None:
+    """Proves the supervise spec runs the server as the agent's child, and Nomad's kill_timeout
+    leaves room for the agent's --kill-timeout plus its bounded clean-up."""
+    from bootstrap.day2 import DEREGISTER_TIMEOUT_S
+
+    (task,) = [t for t in AGENT_TASKS if t.spec == "supervise.nomad.hcl"]
+    action, _, options, command = task.split()
+    assert action == "run" and "--supervise" in options and command
+    agent_kill = float(task.flag("--kill-timeout") or 30)
+    nomad_kill = _seconds(task.body["kill_timeout"])
+    assert nomad_kill > agent_kill + DEREGISTER_TIMEOUT_S
+    assert single(task.group_body["restart"])["attempts"] >= 1, "Nomad restarts, not the agent"
+
+
+def test_watch_spec_runs_the_loop_as_a_prestart_sidecar_into_the_alloc_dir() -> None:
+    """Proves the watch spec renders once before the server, keeps a prestart sidecar running
+    the watch loop on the same files, and the stock server task reads them from the alloc dir."""
+    tasks = {t.task: t for t in AGENT_TASKS if t.spec == "watch.nomad.hcl"}
+    assert set(tasks) == {"render", "watch"}
+    lifecycles = {name: single(t.body["lifecycle"]) for name, t in tasks.items()}
+    assert lifecycles["render"] == {"hook": "prestart", "sidecar": False}
+    assert lifecycles["watch"] == {"hook": "prestart", "sidecar": True}
+    assert tasks["render"].split()[0] == "render" and tasks["watch"].split()[0] == "watch"
+    assert tasks["render"].options() == tasks["watch"].options(), "one rendering, two tasks"
+    (path,) = {f["path"] for f in tasks["watch"].options()["files"]}
+    assert path.startswith("${NOMAD_ALLOC_DIR}/")
+    (server,) = [
+        body
+        for _, _, name, _, body in all_tasks(ROOT / "entrypoints" / "nomad" / "watch.nomad.hcl")
+        if name not in tasks
+    ]
+    config = single(server["config"])
+    assert "entrypoint" not in config, "the stock image stays as it is"
+    assert path in config["args"]
