@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from bootstrap.errors import CannotJoin
 from bootstrap.model import (
     ClusterView,
     Instance,
     Me,
+    Member,
     Rendering,
     SharedValue,
     endpoint,
@@ -118,6 +120,16 @@ def id_range_option(
     if low > high:
         problems.append(f"options.id_min/id_max: the id range {low}..{high} is empty")
     return low, high
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One member's running server as ``status`` sees it: its state (leader, follower,
+    observer, down, ...) and the voters and observers it reports (``None``: it did not say)."""
+
+    state: str
+    voters: tuple[int, ...] | None = None
+    observers: tuple[int, ...] = ()
 
 
 class AsyncResource:
@@ -253,6 +265,35 @@ class ServicePort(AsyncResource, abc.ABC):
 
         ``None`` (the default): the service cannot change its voters while it runs.
         """
+        return None
+
+    # -- the roster (bootstrap.roster) ------------------------------------------------------
+
+    def votes(self) -> bool:
+        """True (the default) when this member is one of its cluster's voters, and so on the
+        roster. A member that never votes (a Kafka broker-only member) starts as before."""
+        return True
+
+    def voter_directory_id(self, member_id: int, shared: Mapping[str, str]) -> str:
+        """What the roster records as voter ``member_id``'s directory id ("" by default; Kafka's
+        dynamic quorum names each controller's metadata directory)."""
+        return ""
+
+    def joiner_form(self, view: ClusterView) -> str:
+        """How a member outside the roster (``view.joining``) starts, in a few words for the
+        log: its non-voting form, waiting to be promoted.
+
+        Raise ``CannotJoin`` with one line that names the fix where the service cannot take a
+        new voter online; the default does, since a service that says nothing cannot.
+        """
+        raise CannotJoin(
+            f"id {view.member_id} is not in the formed cluster's roster and the {self.key} "
+            "adapter cannot add a member online: start it with a roster member's id"
+        )
+
+    async def observe(self, member: Member) -> Observation | None:
+        """The running server of ``member`` as it sees the cluster, for ``status``; ``None``
+        (the default) where the service has nothing to ask."""
         return None
 
     @abc.abstractmethod
