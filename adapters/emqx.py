@@ -154,6 +154,9 @@ class EmqxService(ServicePort):
         self.conf_file_option: str | None = conf_file
         self.prefix: str = prefix
 
+    def joiner_form(self, view: ClusterView) -> str:
+        return "an EMQX node seeded with the roster's nodes (EMQX joins it online)"
+
     def shared_values(self) -> Sequence[SharedValue]:
         return [SharedValue(COOKIE_NAME, secret=True, create=new_cookie)]
 

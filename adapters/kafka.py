@@ -74,7 +74,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from adapters.zookeeper import ZooKeeperService
-from bootstrap.errors import MemberIdError, PrepareError, RenderError, UsageError
+from bootstrap.errors import CannotJoin, MemberIdError, PrepareError, RenderError, UsageError
 from bootstrap.model import (
     ClusterView,
     Me,
@@ -266,6 +266,28 @@ class KafkaService(ServicePort):
             raise MemberIdError(f"{path}: holds no usable node.id or broker.id ({text!r})")
         return int(text)
 
+    def votes(self) -> bool:
+        return not self.zookeeper_mode and "controller" in self.roles
+
+    def voter_directory_id(self, member_id: int, shared: Mapping[str, str]) -> str:
+        if not self.dynamic or CLUSTER_ID not in shared:
+            return ""
+        return directory_id(shared[CLUSTER_ID], member_id)
+
+    def joiner_form(self, view: ClusterView) -> str:
+        if not self.dynamic:
+            voters = ",".join(str(m.member_id) for m in view.voters())
+            raise CannotJoin(
+                f"id {view.member_id} is not among the formed cluster's controllers (roster "
+                f"voters {voters}) and its quorum is static (controller.quorum.voters cannot "
+                "change while it runs): form the cluster with --set quorum=dynamic, or start "
+                "this member as a broker (--set roles=broker --set controller_service=...)"
+            )
+        return (
+            "a controller observer formatted with --no-initial-controllers (promote it with "
+            "kafka-metadata-quorum add-controller)"
+        )
+
     def render(self, view: ClusterView) -> Rendering:
         me = view.me
         if is_any_address(me.address):
@@ -338,7 +360,7 @@ class KafkaService(ServicePort):
     def controllers(self, view: ClusterView) -> tuple[Member, ...]:
         """The controller quorum: this group's members, or (broker-only) the controllers' group."""
         if "controller" in self.roles:
-            return view.members
+            return view.voters()
         controllers = view.groups.get(CONTROLLERS_GROUP, ())
         service = self.opts["controller_service"]
         if not controllers:
@@ -376,7 +398,7 @@ class KafkaService(ServicePort):
     def format_command(self, view: ClusterView, cluster_id: str) -> list[str]:
         """The storage tool's ``format`` command for this member (same list on every controller)."""
         argv = [*self.storage_tool, "format", "-t", cluster_id, "-c", str(self.conf_file(view.me))]
-        if self.dynamic and "controller" in self.roles:
+        if self.dynamic and "controller" in self.roles and not view.joining:
             voters = ",".join(
                 f"{m.member_id}@{endpoint(m.address, m.port('controller'))}:"
                 f"{directory_id(cluster_id, m.member_id)}"
