@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from adapters import service_class
 from adapters.consul import ConsulDiscovery
-from bootstrap import cli
+from bootstrap import cli, status
 from bootstrap.deadline import Deadline
 from bootstrap.errors import BootstrapError
 from bootstrap.flow import Plan, Start, exec_command, resolve_command, who_am_i
@@ -39,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(request, os.environ)
         if request.action == "health":
             return asyncio.run(_health(settings))
+        if request.action == "status":
+            return asyncio.run(_status(request, settings))
         program = resolve_command(settings.command, os.environ) if request.action == "run" else ""
         plan = asyncio.run(_start(request, settings))
         if request.action == "run":
@@ -72,7 +74,12 @@ def _settings(request: cli.Request, env: Mapping[str, str]) -> Settings:
         conf_dir=getattr(cls, "default_conf_dir", "./conf"),
     )
     return load_settings(
-        defaults, request.command, env, request.flags, require_expect=request.action != "health"
+        defaults,
+        request.command,
+        env,
+        request.flags,
+        require_expect=request.action not in ("health", "status"),
+        require_address=request.action != "status",
     )
 
 
@@ -91,6 +98,21 @@ async def _start(request: cli.Request, settings: Settings) -> Plan:
         plan = await start.plan()
         await start.write(plan)
         return plan
+
+
+async def _status(request: cli.Request, settings: Settings) -> int:
+    deadline = Deadline(min(settings.timeout_s, 30.0))
+    service = service_class(settings.service)(settings.options, os.environ)
+    async with ConsulDiscovery(settings.consul, deadline) as discovery, service:
+        start = Start(settings, discovery, service, deadline)
+        report = await status.gather(
+            discovery, service, start.membership, start.rosters, settings.cluster
+        )
+    if request.json:
+        print(json.dumps(report.as_json(), indent=2, sort_keys=True))
+    else:
+        print(report.text(), end="")
+    return 1 if report.disagreements else 0
 
 
 async def _health(settings: Settings) -> int:
