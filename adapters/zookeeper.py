@@ -217,8 +217,10 @@ async def four_letter(host: str, port: int, word: str, timeout_s: float = 2.0) -
     try:
         writer.write(word.encode())
         await writer.drain()
-        data = await asyncio.wait_for(reader.read(65536), timeout_s)
-        return data.decode(errors="replace")
+        chunks: list[bytes] = []
+        while len(chunks) < 16 and (chunk := await asyncio.wait_for(reader.read(65536), timeout_s)):
+            chunks.append(chunk)  # until the server closes (at most 1 MiB)
+        return b"".join(chunks).decode(errors="replace")
     except (OSError, TimeoutError):
         return None
     finally:

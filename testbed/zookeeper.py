@@ -36,8 +36,10 @@ class ZkEnsemble:
         cluster: str,
         extra_args: Iterable[str] = (),
         first_host: int = 11,
+        expect: int | None = None,
     ) -> None:
         self.first_host = first_host
+        self.expect = size if expect is None else expect
         self.consul = consul
         self.workdir = workdir
         self.size = size
@@ -55,13 +57,13 @@ class ZkEnsemble:
         d = self.member_dir(n)
         return zookeeper_command(d / "conf" / "zoo.cfg", d / "log", extra_jvm=FAST_START_JVM)
 
-    def agent_argv(self, n: int) -> list[str]:
+    def agent_argv(self, n: int, expect: int | None = None) -> list[str]:
         return [
             AGENT,
             *agent_args(
                 "zookeeper",
                 cluster=self.cluster,
-                expect=self.size,
+                expect=self.expect if expect is None else expect,
                 address=self.host(n),
                 member_name=f"{self.cluster}-zk{n}",
                 member_dir=self.member_dir(n),
