@@ -12,8 +12,9 @@ import re
 import time
 from pathlib import Path
 
+from adapters.kafka import directory_id
 from testbed.consul import ConsulAgent
-from testbed.jvm import four_letter, zk_mode
+from testbed.jvm import METADATA_QUORUM, four_letter, zk_mode
 from testbed.kafka import KafkaCluster, KafkaMember, combined
 from testbed.kafka import host as kafka_host
 from testbed.procs import wait_until
@@ -262,3 +263,36 @@ def test_fourth_combined_kafka_member_with_static_voters_exits_10(
         assert len(errors) == 1 and "quorum=dynamic" in errors[0], result.stderr
         assert not kafka.conf_file("k4").exists()
         del kafka.members["k4"]
+
+
+def test_fourth_combined_kafka_member_with_dynamic_quorum_joins_as_observer(
+    consul: ConsulAgent, cluster: str, tmp_path: Path
+) -> None:
+    """Proves with a dynamic quorum a 4th combined member is formatted with
+    --no-initial-controllers and serves as a broker and controller observer, while the voters
+    stay the roster's three, with the roster's directory ids."""
+    members = combined(cluster, first_host=KAFKA_FIRST, quorum="dynamic")
+    fourth = KafkaMember("k4", kafka_host(4, KAFKA_FIRST), cluster, 3, {"quorum": "dynamic"})
+    with KafkaCluster(consul, tmp_path, cluster, members) as kafka:
+        kafka.start_all()
+        kafka.wait_formed()
+        kafka.members["k4"] = fourth
+        kafka.start("k4")
+        kafka.wait_formed()
+        described = kafka.tool(
+            METADATA_QUORUM, ["--bootstrap-server", kafka.bootstrap("k1"), "describe", "--status"]
+        )
+        status = dict(line.split(":", 1) for line in described.splitlines() if ":" in line)
+        voters = json.loads(status["CurrentVoters"])
+        observers = json.loads(status["CurrentObservers"])
+        record = roster(consul, cluster)
+        assert isinstance(record["voters"], list)
+        assert sorted((v["id"], v["directoryId"]) for v in voters) == [
+            (v["id"], v["directory_id"]) for v in record["voters"]
+        ]
+        k4 = int(kafka.meta("k4")["node.id"])
+        assert k4 == 4 and k4 in [o["id"] for o in observers]
+        cluster_id = kafka.meta("k1")["cluster.id"]
+        assert kafka.meta("k4")["directory.id"] != directory_id(cluster_id, 4)
+        log = (kafka.member_dir("k4") / "member.log").read_text()
+        assert "joins as a controller observer formatted with --no-initial-controllers" in log
