@@ -50,6 +50,9 @@ Options (``options:`` in the config file, or ``--set``):
   cluster name), ``zookeeper_expect`` (default 3), ``zookeeper_chroot`` (e.g. ``/kafka``);
 - ``storage_tool``: the argv of Kafka's storage tool (default
   ``["/opt/kafka/bin/kafka-storage.sh"]``; unused in ZooKeeper mode);
+- ``quorum_tool``: the argv of ``kafka-metadata-quorum`` (default
+  ``["/opt/kafka/bin/kafka-metadata-quorum.sh"]``), which ``status`` runs against each
+  controller (``--bootstrap-controller <it> describe --status``) for the quorum's own view;
 - ``conf_file`` (default ``<conf_dir>/server.properties``), ``id_min``, ``id_max``;
 - ``extra``: a mapping of further properties. More come from the environment as in the
   apache/kafka image: ``KAFKA_FOO_BAR=1`` is ``foo.bar=1`` (``_`` -> ``.``, ``__`` -> ``_``,
@@ -67,6 +70,7 @@ import asyncio
 import base64
 import contextlib
 import itertools
+import json
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -74,7 +78,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from adapters.zookeeper import ZooKeeperService
-from bootstrap.errors import CannotJoin, MemberIdError, PrepareError, RenderError, UsageError
+from bootstrap.errors import (
+    BootstrapError,
+    CannotJoin,
+    MemberIdError,
+    PrepareError,
+    RenderError,
+    UsageError,
+)
 from bootstrap.model import (
     ClusterView,
     Me,
@@ -86,7 +97,14 @@ from bootstrap.model import (
     is_any_address,
     is_name,
 )
-from bootstrap.ports import Group, ServicePort, id_range_option, options_with_defaults
+from bootstrap.ports import (
+    MAX_MEMBER_ID,
+    Group,
+    Observation,
+    ServicePort,
+    id_range_option,
+    options_with_defaults,
+)
 
 DEFAULTS: dict[str, Any] = {
     "mode": "kraft",
@@ -99,6 +117,7 @@ DEFAULTS: dict[str, Any] = {
     "zookeeper_expect": 3,
     "zookeeper_chroot": None,
     "storage_tool": ["/opt/kafka/bin/kafka-storage.sh"],
+    "quorum_tool": ["/opt/kafka/bin/kafka-metadata-quorum.sh"],
     "conf_file": None,
     "extra": {},
     "id_min": None,
@@ -115,6 +134,7 @@ CONTROLLERS_GROUP = "controllers"
 ZOOKEEPER_GROUP = "zookeeper"
 CLUSTER_ID = "cluster_id"
 FORMAT_TIMEOUT_S = 180.0
+QUORUM_TIMEOUT_S = 60.0
 
 # Variables of the apache/kafka image and of kafka-run-class.sh that are not properties.
 NON_PROPERTY_VARS = frozenset(
@@ -192,7 +212,8 @@ class KafkaService(ServicePort):
             problems.append(
                 f"options.zookeeper_chroot: {chroot!r} is not a ZooKeeper path like '/kafka'"
             )
-        self.storage_tool = _storage_tool(o["storage_tool"], problems)
+        self.storage_tool = _command(o["storage_tool"], "storage_tool", problems)
+        self.quorum_tool = _command(o["quorum_tool"], "quorum_tool", problems)
         self.id_range = self._id_range(problems)
         self.extra = {**self._extras_from_env(problems), **_extras(o["extra"], problems)}
         if problems:
@@ -411,28 +432,35 @@ class KafkaService(ServicePort):
 
     async def _format(self, view: ClusterView, cluster_id: str) -> None:
         argv = self.format_command(view, cluster_id)
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        except OSError as exc:
-            raise PrepareError(f"cannot run the storage tool {argv[0]}: {exc.strerror}") from exc
-        try:
-            output, _ = await asyncio.wait_for(proc.communicate(), FORMAT_TIMEOUT_S)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            raise PrepareError(
-                f"the storage tool did not finish within {FORMAT_TIMEOUT_S:g}s"
-            ) from None
-        lines = [line for line in output.decode(errors="replace").splitlines() if line.strip()]
-        if proc.returncode != 0:
+        code, lines = await _run_tool(argv, FORMAT_TIMEOUT_S, "the storage tool", PrepareError)
+        if code != 0:
             last = lines[-1].strip() if lines else "no output"
-            raise PrepareError(f"storage format failed (exit {proc.returncode}): {last}")
+            raise PrepareError(f"storage format failed (exit {code}): {last}")
+
+    async def observe(self, member: Member) -> Observation | None:
+        """The quorum as controller ``member`` answers ``describe --status``."""
+        if not self.votes():
+            return None
+        controller = endpoint(member.address, member.port("controller"))
+        argv = [*self.quorum_tool, "--bootstrap-controller", controller, "describe", "--status"]
+        try:
+            code, lines = await _run_tool(argv, QUORUM_TIMEOUT_S, "the quorum tool", RenderError)
+        except RenderError as exc:
+            return Observation(f"unknown ({exc})")
+        fields = dict(line.partition(":")[::2] for line in lines if ":" in line)
+        if code != 0 or "CurrentVoters" not in fields:
+            return Observation("down")
+        voters = _node_ids(fields.get("CurrentVoters", ""))
+        observers = _node_ids(fields.get("CurrentObservers", ""))
+        if voters is None or observers is None:
+            return Observation("answer not understood")
+        leader = fields.get("LeaderId", "").strip()
+        state = (
+            "leader"
+            if leader == str(member.member_id)
+            else ("voter" if member.member_id in voters else "observer")
+        )
+        return Observation(state, tuple(sorted(voters)), tuple(sorted(observers)))
 
     # -- health -----------------------------------------------------------------------------------
 
@@ -442,6 +470,46 @@ class KafkaService(ServicePort):
 
 
 # -- helpers (module level: the tests and the test bed use them too) -----------------------------
+
+
+async def _run_tool(
+    argv: Sequence[str], timeout_s: float, what: str, error: type[BootstrapError]
+) -> tuple[int, list[str]]:
+    """Run one of Kafka's tools: its exit code and its non-empty output lines."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    except OSError as exc:
+        raise error(f"cannot run {what} {argv[0]}: {exc.strerror}") from exc
+    try:
+        output, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise error(f"{what} did not finish within {timeout_s:g}s") from None
+    lines = [line for line in output.decode(errors="replace").splitlines() if line.strip()]
+    return proc.returncode or 0, lines
+
+
+def _node_ids(text: str) -> list[int] | None:
+    """The ``id`` of each entry of a ``describe --status`` list (``[{"id": 1, ...}, ...]``)."""
+    try:
+        entries = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        return None
+    ids = [e.get("id") for e in entries]
+    if not all(
+        isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= MAX_MEMBER_ID for i in ids
+    ):
+        return None
+    return [int(i) for i in ids if isinstance(i, int)]
 
 
 def kafka_uuid_text(raw: bytes) -> str | None:
@@ -561,14 +629,14 @@ def _valid_chroot(value: object) -> bool:
     return not any(part in (".", "..") for part in parts) and parts[0] != "zookeeper"
 
 
-def _storage_tool(value: object, problems: list[str]) -> list[str]:
+def _command(value: object, key: str, problems: list[str]) -> list[str]:
     argv = [value] if isinstance(value, str) else value
     if (
         not isinstance(argv, list)
         or not argv
         or not all(isinstance(a, str) and a and "\0" not in a for a in argv)
     ):
-        problems.append("options.storage_tool: must be a command (a list of non-empty strings)")
+        problems.append(f"options.{key}: must be a command (a list of non-empty strings)")
         return []
     return list(argv)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from adapters.kafka import directory_id
 from testbed.consul import ConsulAgent
-from testbed.jvm import METADATA_QUORUM, four_letter, zk_mode
+from testbed.jvm import METADATA_QUORUM, four_letter, kafka_tool_command, zk_mode
 from testbed.kafka import KafkaCluster, KafkaMember, combined
 from testbed.kafka import host as kafka_host
 from testbed.procs import wait_until
@@ -296,3 +296,15 @@ def test_fourth_combined_kafka_member_with_dynamic_quorum_joins_as_observer(
         assert kafka.meta("k4")["directory.id"] != directory_id(cluster_id, 4)
         log = (kafka.member_dir("k4") / "member.log").read_text()
         assert "joins as a controller observer formatted with --no-initial-controllers" in log
+        tool = json.dumps(kafka_tool_command(kafka.lib, METADATA_QUORUM, []))
+        args = ["status", "kafka", "--cluster", cluster, "--set", "quorum=dynamic"]
+        result = run_agent([*args, "--set", f"quorum_tool={tool}", "--json"], consul.env(), 180)
+        assert result.code == 1, result.stderr
+        report = json.loads(result.stdout)
+        servers = {s["member_id"]: s for s in report["servers"]}
+        assert sorted(servers) == [1, 2, 3, 4]
+        assert {tuple(s["voters"]) for s in servers.values()} == {(1, 2, 3)}
+        assert servers[4]["state"] == "observer" and 4 in servers[4]["observers"]
+        assert "id 4 (127.0.0.44) runs but is not in the roster" in "\n".join(
+            report["disagreements"]
+        )
