@@ -492,7 +492,20 @@ def _instance(entry: object, service: str) -> Instance:
         port=svc.get("Port", 0),
         tags=tuple(str(tag) for tag in tags),
         meta={str(k): str(v) for k, v in meta.items()},
+        health=_worst_check(entry.get("Checks")),
     )
+
+
+_CHECK_ORDER = ("passing", "warning", "critical")
+
+
+def _worst_check(checks: object) -> str:
+    """The worst status among an instance's checks (the node's included), "" if none is known."""
+    found = (
+        [c.get("Status") for c in checks if isinstance(c, dict)] if isinstance(checks, list) else []
+    )
+    known = [status for status in found if status in _CHECK_ORDER]
+    return max(known, key=_CHECK_ORDER.index) if known else ""
 
 
 def _kv_entry(entry: object, where: str) -> tuple[str, KVEntry]:

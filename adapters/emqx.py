@@ -174,6 +174,9 @@ class EmqxService(ServicePort):
             )
         problems += emqx_env_problems(self.environ)
 
+    def joiner_form(self, view: ClusterView) -> str:
+        return "an EMQX node seeded with the roster's nodes (EMQX joins it online)"
+
     def shared_values(self) -> Sequence[SharedValue]:
         return [SharedValue(COOKIE_NAME, secret=True, create=new_cookie)]
 

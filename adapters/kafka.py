@@ -50,6 +50,9 @@ Options (``options:`` in the config file, or ``--set``):
   cluster name), ``zookeeper_expect`` (default 3), ``zookeeper_chroot`` (e.g. ``/kafka``);
 - ``storage_tool``: the argv of Kafka's storage tool (default
   ``["/opt/kafka/bin/kafka-storage.sh"]``; unused in ZooKeeper mode);
+- ``quorum_tool``: the argv of ``kafka-metadata-quorum`` (default
+  ``["/opt/kafka/bin/kafka-metadata-quorum.sh"]``), which ``status`` runs against each
+  controller (``--bootstrap-controller <it> describe --status``) for the quorum's own view;
 - ``conf_file`` (default ``<conf_dir>/server.properties``), ``id_min``, ``id_max``;
 - ``extra``: a mapping of further properties. More come from the environment as in the
   apache/kafka image: ``KAFKA_FOO_BAR=1`` is ``foo.bar=1`` (``_`` -> ``.``, ``__`` -> ``_``,
@@ -67,6 +70,7 @@ import asyncio
 import base64
 import contextlib
 import itertools
+import json
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -80,9 +84,16 @@ from adapters.images import (
     KAFKA_SHARED_CONFIG_DIR,
     kafka_not_honoured,
 )
-from bootstrap.errors import MemberIdError, PrepareError, RenderError
+from bootstrap.errors import (
+    BootstrapError,
+    CannotJoin,
+    MemberIdError,
+    PrepareError,
+    RenderError,
+)
 from bootstrap.log import log
 from bootstrap.model import (
+    MAX_MEMBER_ID,
     ClusterView,
     Me,
     Member,
@@ -104,7 +115,7 @@ from bootstrap.options import (
     id_range,
     id_range_options,
 )
-from bootstrap.ports import Group, ServicePort
+from bootstrap.ports import Group, Observation, ServicePort
 
 ID_RANGES = {
     frozenset({"controller"}): (1, 99),
@@ -115,6 +126,7 @@ CONTROLLERS_GROUP = "controllers"
 ZOOKEEPER_GROUP = "zookeeper"
 CLUSTER_ID = "cluster_id"
 FORMAT_TIMEOUT_S = 180.0
+QUORUM_TIMEOUT_S = 60.0
 
 # Variables of the apache/kafka image and of kafka-run-class.sh that are not properties.
 NON_PROPERTY_VARS = KAFKA_NON_PROPERTY_VARS
@@ -174,7 +186,7 @@ def _chroot(value: Any) -> str:
     return value
 
 
-def _storage_tool(value: Any) -> list[str]:
+def _command(value: Any) -> list[str]:
     argv = [value] if isinstance(value, str) else value
     if (
         not isinstance(argv, list)
@@ -221,10 +233,20 @@ OPTIONS = OptionSet(
         "storage_tool",
         ["/opt/kafka/bin/kafka-storage.sh"],
         Custom(
-            _storage_tool,
+            _command,
             (("wrong-type", {"bin": "kafka-storage.sh"}), ("out-of-range", [])),
             "a command (a list of non-empty strings)",
         ),
+    ),
+    Option(
+        "quorum_tool",
+        ["/opt/kafka/bin/kafka-metadata-quorum.sh"],
+        Custom(
+            _command,
+            (("wrong-type", {"bin": "kafka-metadata-quorum.sh"}), ("out-of-range", [])),
+            "a command (a list of non-empty strings)",
+        ),
+        when=_KRAFT,
     ),
     Option("conf_file", None, PATH),
     Option(
@@ -257,8 +279,10 @@ class KafkaService(ServicePort):
             ZooKeeperMode(self) if o["mode"] == "zookeeper" else KRaftMode(self)
         )
         self.zookeeper_mode = isinstance(self.mode, ZooKeeperMode)
+        self.dynamic = isinstance(self.mode, KRaftMode) and self.mode.dynamic
         self.roles: set[str] = set(self.mode.roles)
         self.storage_tool: list[str] = o["storage_tool"]
+        self.quorum_tool: list[str] = o["quorum_tool"]
         self.id_range = id_range(o, self.mode.id_default, problems)
         self.extra = {**self._extras_from_env(problems), **o["extra"]}
         # The apache/kafka image formats its storage with CLUSTER_ID: it seeds the shared id.
@@ -297,6 +321,31 @@ class KafkaService(ServicePort):
             warnings.append(f"{CLUSTER_ID_VAR} is set but unused in ZooKeeper mode")
         return warnings
 
+    async def observe(self, member: Member) -> Observation | None:
+        """The quorum as controller ``member`` answers ``describe --status``."""
+        if not self.votes():
+            return None
+        controller = endpoint(member.address, member.port("controller"))
+        argv = [*self.quorum_tool, "--bootstrap-controller", controller, "describe", "--status"]
+        try:
+            code, lines = await _run_tool(argv, QUORUM_TIMEOUT_S, "the quorum tool", RenderError)
+        except RenderError as exc:
+            return Observation(f"unknown ({exc})")
+        fields = dict(line.partition(":")[::2] for line in lines if ":" in line)
+        if code != 0 or "CurrentVoters" not in fields:
+            return Observation("down")
+        voters = _node_ids(fields.get("CurrentVoters", ""))
+        observers = _node_ids(fields.get("CurrentObservers", ""))
+        if voters is None or observers is None:
+            return Observation("answer not understood")
+        leader = fields.get("LeaderId", "").strip()
+        state = (
+            "leader"
+            if leader == str(member.member_id)
+            else ("voter" if member.member_id in voters else "observer")
+        )
+        return Observation(state, tuple(sorted(voters)), tuple(sorted(observers)))
+
     # -- the port -------------------------------------------------------------------------------
 
     def related_groups(self) -> Sequence[Group]:
@@ -317,6 +366,28 @@ class KafkaService(ServicePort):
         if text is None or not text.isascii() or not text.isdigit() or len(text) > 6:
             raise MemberIdError(f"{path}: holds no usable node.id or broker.id ({text!r})")
         return int(text)
+
+    def votes(self) -> bool:
+        return not self.zookeeper_mode and "controller" in self.roles
+
+    def voter_directory_id(self, member_id: int, shared: Mapping[str, str]) -> str:
+        if not self.dynamic or CLUSTER_ID not in shared:
+            return ""
+        return directory_id(shared[CLUSTER_ID], member_id)
+
+    def joiner_form(self, view: ClusterView) -> str:
+        if not self.dynamic:
+            voters = ",".join(str(m.member_id) for m in view.voters())
+            raise CannotJoin(
+                f"id {view.member_id} is not among the formed cluster's controllers (roster "
+                f"voters {voters}) and its quorum is static (controller.quorum.voters cannot "
+                "change while it runs): form the cluster with --set quorum=dynamic, or start "
+                "this member as a broker (--set roles=broker --set controller_service=...)"
+            )
+        return (
+            "a controller observer formatted with --no-initial-controllers (promote it with "
+            "kafka-metadata-quorum add-controller)"
+        )
 
     def render(self, view: ClusterView) -> Rendering:
         me = view.me
@@ -422,7 +493,7 @@ class KRaftMode:
     def controllers(self, view: ClusterView) -> tuple[Member, ...]:
         """The controller quorum: this group's members, or (broker-only) the controllers' group."""
         if "controller" in self.roles:
-            return view.members
+            return view.voters()
         controllers = view.groups.get(CONTROLLERS_GROUP, ())
         service = self.service.opts["controller_service"]
         if not controllers:
@@ -463,7 +534,7 @@ class KRaftMode:
         """The storage tool's ``format`` command for this member (same list on every controller)."""
         conf = str(self.service.conf_file(view.me))
         argv = [*self.service.storage_tool, "format", "-t", cluster_id, "-c", conf]
-        if self.dynamic and "controller" in self.roles:
+        if self.dynamic and "controller" in self.roles and not view.joining:
             voters = ",".join(
                 f"{m.member_id}@{endpoint(m.address, m.port('controller'))}:"
                 f"{directory_id(cluster_id, m.member_id)}"
@@ -476,28 +547,10 @@ class KRaftMode:
 
     async def _format(self, view: ClusterView, cluster_id: str) -> None:
         argv = self.format_command(view, cluster_id)
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        except OSError as exc:
-            raise PrepareError(f"cannot run the storage tool {argv[0]}: {exc.strerror}") from exc
-        try:
-            output, _ = await asyncio.wait_for(proc.communicate(), FORMAT_TIMEOUT_S)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            raise PrepareError(
-                f"the storage tool did not finish within {FORMAT_TIMEOUT_S:g}s"
-            ) from None
-        lines = [line for line in output.decode(errors="replace").splitlines() if line.strip()]
-        if proc.returncode != 0:
+        code, lines = await _run_tool(argv, FORMAT_TIMEOUT_S, "the storage tool", PrepareError)
+        if code != 0:
             last = lines[-1].strip() if lines else "no output"
-            raise PrepareError(f"storage format failed (exit {proc.returncode}): {last}")
+            raise PrepareError(f"storage format failed (exit {code}): {last}")
 
 
 class ZooKeeperMode:
@@ -550,6 +603,46 @@ class ZooKeeperMode:
 
 
 # -- helpers (module level: the tests and the test bed use them too) -----------------------------
+
+
+async def _run_tool(
+    argv: Sequence[str], timeout_s: float, what: str, error: type[BootstrapError]
+) -> tuple[int, list[str]]:
+    """Run one of Kafka's tools: its exit code and its non-empty output lines."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    except OSError as exc:
+        raise error(f"cannot run {what} {argv[0]}: {exc.strerror}") from exc
+    try:
+        output, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise error(f"{what} did not finish within {timeout_s:g}s") from None
+    lines = [line for line in output.decode(errors="replace").splitlines() if line.strip()]
+    return proc.returncode or 0, lines
+
+
+def _node_ids(text: str) -> list[int] | None:
+    """The ``id`` of each entry of a ``describe --status`` list (``[{"id": 1, ...}, ...]``)."""
+    try:
+        entries = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        return None
+    ids = [e.get("id") for e in entries]
+    if not all(
+        isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= MAX_MEMBER_ID for i in ids
+    ):
+        return None
+    return [int(i) for i in ids if isinstance(i, int)]
 
 
 def kafka_uuid_text(raw: bytes) -> str | None:

@@ -13,7 +13,9 @@ Options (``options:`` in the config file, or ``--set``)::
     id_min: 1, id_max: 255      # the member ids this cluster uses (default 1..255)
 
 In a template: ``me`` (member_id, address, ports, bind_address, bind_ports, data_dir,
-conf_dir), ``members`` (each: member_id, address, ports), ``shared`` and ``options``.
+conf_dir), ``members`` (each: member_id, address, ports), ``shared``, ``options`` and
+``joining`` (true for a member outside the formed cluster's roster: ``members`` are the roster's
+voters plus this member; the templates decide what a joiner renders).
 """
 
 from __future__ import annotations
@@ -167,6 +169,9 @@ class TemplateService(ServicePort):
             for name, secret in sorted(self.shared.items())
         ]
 
+    def joiner_form(self, view: ClusterView) -> str:
+        return "a member rendered with joining=true (the templates decide its form)"
+
     def render(self, view: ClusterView) -> Rendering:
         environment = _environment()
         context = _context(view)
@@ -206,6 +211,7 @@ def _context(view: ClusterView) -> dict[str, Any]:
         ],
         "shared": dict(view.shared),
         "options": dict(view.options),
+        "joining": view.joining,
     }
 
 

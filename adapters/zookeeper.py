@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from adapters.images import zookeeper_dir_problems, zookeeper_options
-from bootstrap.errors import MemberIdError, RenderError
+from bootstrap.errors import CannotJoin, MemberIdError, RenderError
 from bootstrap.model import (
     ClusterView,
     Me,
@@ -50,7 +50,7 @@ from bootstrap.model import (
     local_address,
 )
 from bootstrap.options import PATH, Bool, Custom, Int, Option, OptionSet, Refusals, Text
-from bootstrap.ports import HealthCheck, HealthReport, ServicePort
+from bootstrap.ports import HealthCheck, HealthReport, Observation, ServicePort
 
 IMAGE_DATALOG_DIR = "/datalog"  # the official image's volume for transaction logs
 # Keys only the adapter may write: they decide who is in the ensemble and how it forms.
@@ -137,13 +137,29 @@ class ZooKeeperService(ServicePort):
             raise MemberIdError(f"{path}: holds {text[:20]!r}, not a member id")
         return int(text)
 
+    def joiner_form(self, view: ClusterView) -> str:
+        if not self.opts["reconfig"]:
+            voters = ",".join(str(m.member_id) for m in view.voters())
+            raise CannotJoin(
+                f"id {view.member_id} is not in the ensemble's roster (voters {voters}) and the "
+                "ensemble has no dynamic reconfig, so it cannot take a voter while it runs: form "
+                "it with --set reconfig=true, or start this member with a roster member's id "
+                "(its data dir or --member-name)"
+            )
+        return "a ZooKeeper observer listed after the roster's voters"
+
     def render(self, view: ClusterView) -> Rendering:
         me = view.me
         dirs = {"data dir": str(me.data_dir), "conf dir": str(me.conf_dir)}
         if problems := zookeeper_dir_problems(self.environ, dirs):
             raise RenderError("; ".join(problems))
         any_address = is_any_address(me.bind_address)
-        servers = [self.server_line(m, with_client_address=not any_address) for m in view.members]
+        servers = [self.server_line(m, with_client_address=not any_address) for m in view.voters()]
+        if view.joining:
+            mine = next(m for m in view.members if m.member_id == view.member_id)
+            servers.append(
+                self.server_line(mine, with_client_address=not any_address, role="observer")
+            )
         o = self.opts
         static = [
             "# Written by cluster-bootstrap. The server list is the same on every member.",
@@ -180,13 +196,29 @@ class ZooKeeperService(ServicePort):
         )
 
     @staticmethod
-    def server_line(member: Member, *, with_client_address: bool) -> str:
+    def server_line(member: Member, *, with_client_address: bool, role: str = "") -> str:
         client_port = member.port("client")
         client = endpoint(member.address, client_port) if with_client_address else str(client_port)
         return (
             f"server.{member.member_id}={endpoint(member.address, member.port('quorum'))}:"
-            f"{member.port('election')};{client}"
+            f"{member.port('election')}{':' + role if role else ''};{client}"
         )
+
+    async def observe(self, member: Member) -> Observation | None:
+        """``srvr`` for the state, ``conf`` for the voters and observers the server runs with."""
+        host, port = member.address, member.port("client")
+        srvr = await four_letter(host, port, "srvr")
+        if srvr is None:
+            return Observation("down")
+        mode = re.search(r"^Mode: (\w+)", srvr, re.MULTILINE)
+        state = mode.group(1) if mode else "not serving"
+        conf = await four_letter(host, port, "conf") or ""
+        lines = re.findall(r"^server\.(\d+)=[^;\n]*?(?::(participant|observer))?;", conf, re.M)
+        if not lines:
+            return Observation(state)
+        voters = tuple(sorted(int(n) for n, role in lines if role != "observer"))
+        observers = tuple(sorted(int(n) for n, role in lines if role == "observer"))
+        return Observation(state, voters, observers)
 
     def health_check(self, me: Me) -> HealthCheck:
         return HealthCheck(tcp=endpoint(me.address, me.ports["client"]))
@@ -213,8 +245,10 @@ async def four_letter(host: str, port: int, word: str, timeout_s: float = 2.0) -
     try:
         writer.write(word.encode())
         await writer.drain()
-        data = await asyncio.wait_for(reader.read(65536), timeout_s)
-        return data.decode(errors="replace")
+        chunks: list[bytes] = []
+        while len(chunks) < 16 and (chunk := await asyncio.wait_for(reader.read(65536), timeout_s)):
+            chunks.append(chunk)  # until the server closes (at most 1 MiB)
+        return b"".join(chunks).decode(errors="replace")
     except (OSError, TimeoutError):
         return None
     finally:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from adapters import service_class
 from adapters.consul import ConsulDiscovery
-from bootstrap import cli
+from bootstrap import cli, status
 from bootstrap.deadline import Deadline, Unbounded
 from bootstrap.errors import BootstrapError
 from bootstrap.flow import Plan, Start, exec_command, resolve_command, who_am_i
@@ -56,6 +56,8 @@ def main(
         settings = _settings(request, env)
         if request.action == "health":
             return asyncio.run(_health(settings, env))
+        if request.action == "status":
+            return asyncio.run(_status(request, settings, env, discovery))
         program = resolve_command(settings.command, env) if request.action == "run" else ""
         if settings.supervise and request.action in ("run", "watch"):
             return asyncio.run(_day2(request, settings, program, env, discovery))
@@ -91,7 +93,12 @@ def _settings(request: cli.Request, env: Mapping[str, str]) -> Settings:
         conf_dir=getattr(cls, "default_conf_dir", "./conf"),
     )
     return load_settings(
-        defaults, request.command, env, request.flags, require_expect=request.action != "health"
+        defaults,
+        request.command,
+        env,
+        request.flags,
+        require_expect=request.action not in ("health", "status"),
+        require_address=request.action != "status",
     )
 
 
@@ -140,6 +147,26 @@ async def _day2(
         if request.action == "watch":
             return await day2.watch_only(settings, day2_discovery, service, plan)
         return await day2.supervise(settings, day2_discovery, service, plan, program)
+
+
+async def _status(
+    request: cli.Request,
+    settings: Settings,
+    env: Mapping[str, str],
+    discovery_factory: DiscoveryFactory,
+) -> int:
+    deadline = Deadline(min(settings.timeout_s, 30.0))
+    service = service_class(settings.service)(settings.options, env)
+    async with discovery_factory(settings.consul, deadline) as discovery, service:
+        start = Start(settings, discovery, service, deadline)
+        report = await status.gather(
+            discovery, service, start.membership, start.rosters, settings.cluster
+        )
+    if request.json:
+        print(json.dumps(report.as_json(), indent=2, sort_keys=True))
+    else:
+        print(report.text(), end="")
+    return 1 if report.disagreements else 0
 
 
 async def _health(settings: Settings, env: Mapping[str, str]) -> int:

@@ -9,6 +9,7 @@
     cluster-bootstrap health SERVICE [options]      (exit 0 passing, 1 warning, 2 critical)
     cluster-bootstrap run SERVICE --supervise [options] -- COMMAND   (the agent stays as PID 1)
     cluster-bootstrap watch SERVICE [options]       (render, then keep the files up to date)
+    cluster-bootstrap status SERVICE [--json] [options]  (exit 0 all agree, 1 a disagreement)
 
 A wrong flag is a ``UsageError`` (one line, exit 2), never argparse's usage dump.
 """
@@ -23,7 +24,7 @@ from typing import NoReturn
 from bootstrap.errors import UsageError
 from bootstrap.settings import CONSUL_ENV, OWN_KEYS, Flags
 
-SUBCOMMANDS = ("run", "render", "discover", "doctor", "health", "watch")
+SUBCOMMANDS = ("run", "render", "discover", "doctor", "health", "watch", "status")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Request:
     command: tuple[str, ...]
     flags: Flags
     dry_run: bool = False
+    json: bool = False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("target", help="service adapter key (discover: Consul service name)")
     parser.add_argument("--config", help="YAML settings file")
     parser.add_argument("--dry-run", action="store_true", help="render: print, change nothing")
+    parser.add_argument("--json", action="store_true", help="status: print JSON")
     parser.add_argument("--debug", action="store_true", help="tracebacks and debug lines")
     own = parser.add_argument_group("member and cluster")
     own.add_argument("--cluster", help="cluster name (KV namespace; default: the service key)")
@@ -149,4 +152,6 @@ def parse(argv: Sequence[str]) -> Request:
         raise UsageError(f"{ns.action} takes no command after '--'")
     if ns.dry_run and ns.action != "render":
         raise UsageError("--dry-run goes with render")
-    return Request(ns.action, ns.target, command, flags, ns.dry_run)
+    if ns.json and ns.action != "status":
+        raise UsageError("--json goes with status")
+    return Request(ns.action, ns.target, command, flags, ns.dry_run, ns.json)

@@ -13,6 +13,7 @@
     │   └── UntrustedValue          6  a value read from Consul failed validation
     ├── MemberIdError               7  no stable member id (range full, id on disk owned by another)
     ├── PrepareError                8  a service's preparation step failed (e.g. storage format)
+    ├── CannotJoin                 10  a newcomer to a formed cluster the service cannot take online
     ├── VoterChangeError           11  the service refused an online voter change (not a conflict)
     └── ExecError                 126  the command after ``--`` cannot be executed
         └── CommandNotFound       127  the command after ``--`` does not exist
@@ -91,6 +92,13 @@ class PrepareError(BootstrapError):
     exit_code = 8
 
 
+class CannotJoin(BootstrapError):
+    """A member outside the roster would have to vote, and the service cannot add a voter
+    online (ZooKeeper without reconfig, Kafka static voters). The message names the fix."""
+
+    exit_code = 10
+
+
 class VoterChangeError(BootstrapError):
     """The service refused an online voter change for a reason a retry will not fix."""
 
@@ -122,6 +130,7 @@ EXIT_CODES: dict[int, str] = {
     MemberIdError.exit_code: "no stable member id (range full, or id on disk owned by another)",
     PrepareError.exit_code: "service preparation failed (e.g. Kafka storage format)",
     ConsulBadAnswer.exit_code: "Consul answered something that is not what its API documents",
+    CannotJoin.exit_code: "a newcomer to a formed cluster cannot join as the service is set up",
     VoterChangeError.exit_code: "the service refused an online membership change",
     ExecError.exit_code: "the command after -- cannot be executed",
     CommandNotFound.exit_code: "the command after -- was not found",

@@ -1,14 +1,15 @@
 """One start, step by step (README, "One start, step by step").
 
-who am I -> member id -> register -> wait for peers -> shared values -> render -> write
--> prepare -> exec. The ports are handed in; this module never imports an adapter.
+who am I -> member id -> register -> shared values -> roster (day 1: wait for peers and write
+it; day 2: read it) -> render -> write -> prepare -> exec. The ports are handed in; this
+module never imports an adapter.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +19,9 @@ from bootstrap.files import write_all
 from bootstrap.health import supervised_check
 from bootstrap.log import log, redact
 from bootstrap.membership import Membership
-from bootstrap.model import ClusterView, Me, Member, Rendering
-from bootstrap.ports import DiscoveryPort, Registration, ServicePort
+from bootstrap.model import MAX_MEMBER_ID, ClusterView, Me, Member, Rendering
+from bootstrap.ports import DiscoveryPort, Group, Registration, ServicePort
+from bootstrap.roster import Roster, Rosters, Seat, formation_voters, seat
 from bootstrap.settings import Settings
 
 SHARED_MAX_LEN = 4096
@@ -104,38 +106,94 @@ class Start:
             )
             for group in service.related_groups()
         }
+        self.rosters = Rosters(
+            discovery,
+            prefix=settings.cluster_prefix,
+            port_labels=type(service).port_labels,
+            id_range=service.id_range,
+        )
 
     async def plan(self) -> Plan:
-        """Claim an id, register, wait for the peers, agree on shared values, render."""
+        """Claim an id, register, agree on shared values, find this member's seat in the
+        roster (day 1: wait for the peers and write the roster), render."""
         disk_id = self.service.member_id_on_disk(self.me)
         member_id = await self.membership.obtain_id(self.me, disk_id, str(self.me.data_dir))
         if self.settings.register:
             await self.discovery.register(self.registration(member_id))
-        members = await self.membership.wait_for(member_id, self.settings.expect, self.deadline)
+        shared = await self.shared_values(create=True)
+        roster = await self.formed_roster(disk_id, shared)
+        if roster is None:
+            members = await self.membership.wait_for(member_id, self.settings.expect, self.deadline)
+            if self.service.votes():
+                roster = await self.rosters.create(
+                    formation_voters(members, self.settings.expect, self._directory_id(shared)),
+                    "formation",
+                )
+        place = seat(roster, member_id, self.me) if roster else Seat(None, members, False)
         groups = {
-            name: await membership.wait_for(None, group.expect, self.deadline)
+            name: await self.group_members(group, membership)
             for name, (group, membership) in self.groups.items()
         }
-        shared = await self.shared_values(create=True)
-        return self._render(member_id, members, shared, groups)
+        return self._render(member_id, place, shared, groups)
+
+    async def formed_roster(self, disk_id: int | None, shared: dict[str, str]) -> Roster | None:
+        """The roster of a cluster that already formed; ``None`` on day 1 (or for a member
+        that never votes). A member with an id on disk and no roster upgrades the cluster."""
+        if not self.service.votes():
+            return None
+        roster = await self.rosters.read()
+        if roster is None and disk_id is not None:
+            _, claims = await self.membership.read_claims()
+            roster = await self.rosters.from_claims(
+                claims, self.settings.consul_service, self.settings.expect,
+                self._directory_id(shared),
+            )  # fmt: skip
+        if roster is not None:
+            log.info("the cluster is formed (roster %s): no waiting", roster.describe())
+        return roster
+
+    async def group_members(self, group: Group, membership: Membership) -> tuple[Member, ...]:
+        """Another group's voters: from its roster once it formed, else wait for them."""
+        rosters = Rosters(
+            self.discovery,
+            prefix=f"{self.settings.kv_prefix}/{group.cluster or self.settings.cluster}",
+            port_labels=group.port_labels,
+            id_range=(0, MAX_MEMBER_ID),
+        )
+        roster = await rosters.read()
+        if roster is not None:
+            return roster.members()
+        return await membership.wait_for(None, group.expect, self.deadline)
+
+    def _directory_id(self, shared: dict[str, str]) -> Callable[[int], str]:
+        return lambda member_id: self.service.voter_directory_id(member_id, shared)
 
     async def preview(self) -> Plan:
         """What ``plan`` would decide now, changing nothing in Consul and not waiting."""
         disk_id = self.service.member_id_on_disk(self.me)
         member_id = await self.membership.preview_id(self.me, disk_id, str(self.me.data_dir))
+        roster = await self.rosters.read() if self.service.votes() else None
         found = await self.membership.survey()
         status = [self.membership.status(found, member_id, self.settings.expect)]
         members = list(found.members)
         if member_id not in {m.member_id for m in members}:
             members.append(Member(member_id, self.me.address, self.me.ports, self.me.owner))
             members.sort(key=lambda m: m.member_id)
+        place = seat(roster, member_id, self.me) if roster else Seat(None, tuple(members), False)
+        if roster and type(self.service).reloads_on_change:
+            # A service that takes newcomers by re-rendering (no vote) lists every registered
+            # member next to the roster's: this is how supervise mode's reload admits them.
+            known = {m.member_id for m in place.members}
+            more = [m for m in members if m.member_id not in known]
+            everyone = sorted([*place.members, *more], key=lambda m: m.member_id)
+            place = Seat(roster, tuple(everyone), place.joining)
         groups = {}
         for name, (group, membership) in self.groups.items():
             group_found = await membership.survey()
             status.append(membership.status(group_found, None, group.expect))
             groups[name] = tuple(group_found.members)
         shared = await self.shared_values(create=False)
-        plan = self._render(member_id, tuple(members), shared, groups)
+        plan = self._render(member_id, place, shared, groups)
         return Plan(plan.view, plan.rendering, tuple(status))
 
     def registration(self, member_id: int) -> Registration:
@@ -186,11 +244,22 @@ class Start:
     def _render(
         self,
         member_id: int,
-        members: tuple[Member, ...],
+        place: Seat,
         shared: dict[str, str],
         groups: dict[str, tuple[Member, ...]],
     ) -> Plan:
-        view = ClusterView(self.me, member_id, members, shared, self.settings.options, groups)
+        view = ClusterView(
+            self.me, member_id, place.members, shared, self.settings.options, groups, place.joining
+        )
+        if place.joining and place.roster is not None:
+            form = self.service.joiner_form(view)
+            log.warning(
+                "id %d is not in the roster (%s): it joins as %s, and waits to be promoted to "
+                "voter (by the service's online change; supervise mode does it)",
+                member_id,
+                place.roster.describe(),
+                form,
+            )
         rendering = self.service.render(view)
         for name in rendering.secret_env:
             redact(rendering.env.get(name))

@@ -120,6 +120,7 @@ class Instance:
     port: int
     tags: tuple[str, ...] = ()
     meta: Mapping[str, str] = field(default_factory=dict)
+    health: str = ""  # the worst of its checks: passing, warning, critical ("" if unknown)
 
     def describe(self) -> str:
         return f"{self.service_id} on {self.node} ({self.address}:{self.port})"
@@ -194,7 +195,11 @@ class Me:
 
 @dataclass(frozen=True)
 class ClusterView:
-    """What a service adapter renders from: me, every member (sorted by id), shared values."""
+    """What a service adapter renders from: me, every member (sorted by id), shared values.
+
+    ``members`` are the roster's voters (this member among them at its current address), or,
+    when ``joining``, the roster's voters plus this member, which is not a voter (yet).
+    """
 
     me: Me
     member_id: int
@@ -202,6 +207,13 @@ class ClusterView:
     shared: Mapping[str, str]
     options: Mapping[str, Any]
     groups: Mapping[str, tuple[Member, ...]] = field(default_factory=dict)  # related groups
+    joining: bool = False
+
+    def voters(self) -> tuple[Member, ...]:
+        """The voting members: every member, less this one when it is joining."""
+        if not self.joining:
+            return self.members
+        return tuple(m for m in self.members if m.member_id != self.member_id)
 
     def __post_init__(self) -> None:
         ids = [m.member_id for m in self.members]

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from bootstrap.errors import UsageError
+from bootstrap.errors import CannotJoin, UsageError
 from bootstrap.model import (
     MAX_MEMBER_ID,  # noqa: F401 - moved to model; importable here too
     ClusterView,
     Instance,
     Me,
+    Member,
     Rendering,
     SharedValue,
     endpoint,
@@ -88,6 +89,16 @@ class HealthReport:
 
     code: int
     detail: str
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One member's running server as ``status`` sees it: its state (leader, follower,
+    observer, down, ...) and the voters and observers it reports (``None``: it did not say)."""
+
+    state: str
+    voters: tuple[int, ...] | None = None
+    observers: tuple[int, ...] = ()
 
 
 class AsyncResource:
@@ -203,7 +214,9 @@ class ServicePort(AsyncResource, abc.ABC):
     port_labels: ClassVar[Mapping[str, int]]  # label -> default port; the first is primary
     option_set: ClassVar[OptionSet | None] = None  # None: options are not checked (test fakes)
     id_range: tuple[int, int] = (1, 255)  # ids this member may claim; an instance may narrow it
-    # Supervise mode re-renders on a cluster change and applies --on-change (bootstrap.day2).
+    # Supervise mode re-renders on a cluster change and applies --on-change (bootstrap.day2);
+    # such a service takes newcomers by that reload, so its rendering lists every registered
+    # member next to the roster's (bootstrap.flow.Start.preview).
     reloads_on_change: ClassVar[bool] = False
 
     def __init__(
@@ -276,6 +289,35 @@ class ServicePort(AsyncResource, abc.ABC):
 
         ``None`` (the default): the service cannot change its voters while it runs.
         """
+        return None
+
+    # -- the roster (bootstrap.roster) ------------------------------------------------------
+
+    def votes(self) -> bool:
+        """True (the default) when this member is one of its cluster's voters, and so on the
+        roster. A member that never votes (a Kafka broker-only member) starts as before."""
+        return True
+
+    def voter_directory_id(self, member_id: int, shared: Mapping[str, str]) -> str:
+        """What the roster records as voter ``member_id``'s directory id ("" by default; Kafka's
+        dynamic quorum names each controller's metadata directory)."""
+        return ""
+
+    def joiner_form(self, view: ClusterView) -> str:
+        """How a member outside the roster (``view.joining``) starts, in a few words for the
+        log: its non-voting form, waiting to be promoted.
+
+        Raise ``CannotJoin`` with one line that names the fix where the service cannot take a
+        new voter online; the default does, since a service that says nothing cannot.
+        """
+        raise CannotJoin(
+            f"id {view.member_id} is not in the formed cluster's roster and the {self.key} "
+            "adapter cannot add a member online: start it with a roster member's id"
+        )
+
+    async def observe(self, member: Member) -> Observation | None:
+        """The running server of ``member`` as it sees the cluster, for ``status``; ``None``
+        (the default) where the service has nothing to ask."""
         return None
 
     @abc.abstractmethod

@@ -152,10 +152,12 @@ def load_settings(
     flags: Flags,
     *,
     require_expect: bool = True,
+    require_address: bool = True,
 ) -> Settings:
     """Merge every layer into ``Settings``; raise one ``UsageError`` listing every problem.
 
-    ``require_expect=False`` is for actions that form nothing (``health``).
+    ``require_expect=False`` is for actions that form nothing (``health``);
+    ``require_address=False`` for those that are no member (``status``).
     """
     problems = Problems()
     file_layer = read_yaml(flags.config, problems)
@@ -178,7 +180,7 @@ def load_settings(
 
     cluster = problems.convert(own.get("cluster"), as_name, service.key)
     address = problems.convert(own.get("address"), lambda v: valid_address(v, "address"), "")
-    if "address" not in own:
+    if "address" not in own and require_address:
         problems.items.append(
             f"address: missing (give --address, or run under Nomad with NOMAD_IP_{primary} set)"
         )

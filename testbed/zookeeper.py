@@ -37,9 +37,11 @@ class ZkEnsemble:
         extra_args: Iterable[str] = (),
         first_host: int = 11,
         member_env: Callable[[int], dict[str, str]] | None = None,
+        expect: int | None = None,
     ) -> None:
         self.first_host = first_host
         self.member_env = member_env  # more environment for member n's agent (image variables)
+        self.expect = size if expect is None else expect
         self.consul = consul
         self.workdir = workdir
         self.size = size
@@ -57,13 +59,13 @@ class ZkEnsemble:
         d = self.member_dir(n)
         return zookeeper_command(d / "conf" / "zoo.cfg", d / "log", extra_jvm=FAST_START_JVM)
 
-    def agent_argv(self, n: int) -> list[str]:
+    def agent_argv(self, n: int, expect: int | None = None) -> list[str]:
         return [
             AGENT,
             *agent_args(
                 "zookeeper",
                 cluster=self.cluster,
-                expect=self.size,
+                expect=self.expect if expect is None else expect,
                 address=self.host(n),
                 member_name=f"{self.cluster}-zk{n}",
                 member_dir=self.member_dir(n),

@@ -176,8 +176,17 @@ class ListService(ServicePort):
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options or {})
 
+    def joiner_form(self, view: ClusterView) -> str:
+        if self.options.get("static"):
+            return super().joiner_form(view)  # CannotJoin, as a service without online changes
+        return "an observer"
+
     def render(self, view: ClusterView) -> Rendering:
-        lines = [f"member.{m.member_id}={m.address}:{m.ports['peer']}" for m in view.members]
+        lines = [
+            f"member.{m.member_id}={m.address}:{m.ports['peer']}"
+            + (":observer" if view.joining and m.member_id == view.member_id else "")
+            for m in view.members
+        ]
         return Rendering(
             (RenderedFile(view.me.conf_dir / "members.cfg", "\n".join(lines) + "\n"),),
             {"MY_ID": str(view.member_id)},

@@ -575,6 +575,10 @@ def _hostile_case(
     def prepare(bed: Bed) -> list[str]:
         assert bed.fake is not None
         bed.fake.answer(method, path, answer)
+        if path.startswith("/v1/health/"):
+            # A first start: one with an id on disk restarts from the roster (or builds it from
+            # the claims) without reading the registrations at all.
+            (bed.data / "myid").unlink()
         return bed.zk("--timeout", timeout)
 
     prepare.__name__ = name

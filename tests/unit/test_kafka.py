@@ -21,6 +21,7 @@ from adapters.zookeeper import ZooKeeperService
 from bootstrap.errors import MemberIdError, PrepareError, RenderError, UsageError
 from bootstrap.files import write_all
 from bootstrap.model import ClusterView, Me, Member
+from bootstrap.ports import Observation
 
 PORTS = {"broker": 9092, "controller": 9093}
 ZK_PORTS = {"client": 2181, "quorum": 2888, "election": 3888}
@@ -501,3 +502,31 @@ def test_kafka_is_a_known_service() -> None:
     assert cls.primary_port() == "broker"
     assert KafkaService.default_data_dir == "/var/lib/kafka/data"
     assert KafkaService.default_conf_dir == "/opt/kafka/config/cluster-bootstrap"
+
+
+async def test_observe_reads_the_quorum_from_describe_status(tmp_path: Path) -> None:
+    """Proves status's Kafka view comes from the quorum tool's answer, hostile ids refused."""
+    script = tmp_path / "quorum.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        'echo "$@" > "$0.args"\n'
+        "echo 'ClusterId: x'\n"
+        "echo 'LeaderId: 2'\n"
+        'echo \'CurrentVoters: [{"id": 1}, {"id": 2}, {"id": 3}]\'\n'
+        'echo \'CurrentObservers: [{"id": 4}, {"id": 100}]\'\n'
+    )
+    script.chmod(0o755)
+    kafka = KafkaService({"quorum_tool": [str(script)]})
+    member = Member(2, "10.0.0.2", {"broker": 9092, "controller": 9093})
+    seen = await kafka.observe(member)
+    assert seen == Observation("leader", (1, 2, 3), (4, 100))
+    assert (tmp_path / "quorum.sh.args").read_text().split() == [
+        "--bootstrap-controller", "10.0.0.2:9093", "describe", "--status"
+    ]  # fmt: skip
+    script.write_text('#!/bin/sh\necho \'CurrentVoters: [{"id": "1\\nserver.9"}]\'\n')
+    assert await kafka.observe(member) == Observation("answer not understood")
+    script.write_text("#!/bin/sh\necho 'Error: timed out'; exit 1\n")
+    assert await kafka.observe(member) == Observation("down")
+    assert (
+        await KafkaService({"roles": "broker", "controller_service": "c"}).observe(member) is None
+    )
