@@ -253,7 +253,15 @@ class KafkaCluster:
             stdin=message + "\n",
         )
 
-    def consume_one(self, topic: str, via: str | None = None) -> str:
+    def consume_one(self, topic: str, via: str | None = None, attempts: int = 3) -> str:
+        """The topic's first message read through ``via``. A read that finds nothing in 60 s
+        is tried again (a partition may still be electing its leader on a loaded machine)."""
+        for _ in range(attempts - 1):
+            if message := self._consume_one(topic, via):
+                return message
+        return self._consume_one(topic, via)
+
+    def _consume_one(self, topic: str, via: str | None) -> str:
         out = self.tool(
             CONSOLE_CONSUMER,
             [
