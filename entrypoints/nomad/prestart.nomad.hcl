@@ -79,12 +79,16 @@ job "zookeeper-prestart" {
 
       # The image's own settings (ZOO_TICK_TIME, ZOO_MAX_CLIENT_CNXNS, ZOO_CFG_EXTRA, ...) belong
       # in this task's env, which the agent reads: the server reads the zoo.cfg rendered here,
-      # so on the zookeeper task they would only reach a zoo.cfg nobody reads.
+      # so on the zookeeper task they would only reach a zoo.cfg nobody reads. ZOO_DATA_DIR and
+      # ZOO_CONF_DIR say where the server looks; the agent image inherits /data and /conf from
+      # the zookeeper image, and the agent refuses directories that disagree with them.
       env {
         CLUSTER_BOOTSTRAP_CLUSTER        = "zookeeper-prestart"
         CLUSTER_BOOTSTRAP_CONSUL_SERVICE = "zookeeper"
         CLUSTER_BOOTSTRAP_TIMEOUT        = "600"
         CONSUL_HTTP_ADDR                 = "${attr.unique.network.ip-address}:8500"
+        ZOO_DATA_DIR                     = "${NOMAD_ALLOC_DIR}/data"
+        ZOO_CONF_DIR                     = "${NOMAD_ALLOC_DIR}/conf"
       }
 
       resources {

@@ -198,7 +198,12 @@ def test_prestart_renders_into_a_shared_volume_for_the_unchanged_image(
         f"{cluster}-prestart",
         images.zookeeper_agent,
         render_args,
-        env={"CONSUL_HTTP_ADDR": consul.http_addr},
+        # as entrypoints/nomad/prestart.nomad.hcl: the image's ZOO_*_DIR name the alloc dir
+        env={
+            "CONSUL_HTTP_ADDR": consul.http_addr,
+            "ZOO_DATA_DIR": "/alloc/data",
+            "ZOO_CONF_DIR": "/alloc/conf",
+        },
         volumes={alloc: "/alloc"},
         entrypoint=AGENT,
     )
