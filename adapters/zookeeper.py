@@ -466,19 +466,27 @@ class ZooKeeperVoters(VoterChanges):
 
     async def _reconfig(self, member_id: int, joining: str | None, version: str) -> bool:
         """``reconfig -add <joining>`` (or ``-remove <member_id>``) ``-v <version>``."""
-        from kazoo.exceptions import BadVersionError, NewConfigNoQuorumError, ReconfigInProcessError
+        from kazoo.exceptions import (
+            BadVersionError,
+            KazooException,
+            NewConfigNoQuorumError,
+            ReconfigInProcessError,
+        )
 
         what = f"-add {joining}" if joining else f"-remove {member_id}"
         if version and not _VERSION.fullmatch(version):
             raise VoterChangeError(f"reconfig {what}: {version!r} is not a config version")
         client = self._connected()
-        joins, leaves = ([joining], None) if joining else (None, [str(member_id)])
+        joins, leaves = (joining, None) if joining else (None, str(member_id))
         from_config = int(version, 16) if version else -1
         try:
-            data, _ = await asyncio.to_thread(client.reconfig, joins, leaves, None, from_config)
+            data, _ = await asyncio.wait_for(
+                asyncio.to_thread(client.reconfig, joins, leaves, None, from_config),
+                self.timeout_s * 2,
+            )
         except (BadVersionError, NewConfigNoQuorumError, ReconfigInProcessError):
             return False  # a conflict: the caller retries after a backoff
-        except Exception as exc:  # kazoo's refusals, connection loss, a timeout: not a conflict
+        except (KazooException, TimeoutError) as exc:  # a refusal, a lost connection: no retry
             raise VoterChangeError(
                 f"ZooKeeper refused reconfig {what}: {type(exc).__name__}"
             ) from exc
