@@ -189,3 +189,15 @@ def joiner_config(member_dir: Path, n: int, address: str, committed_servers: lis
         + "\n"
     )
     return zoo_cfg
+
+
+def start_joiner(
+    workdir: Path, n: int, address: str, committed_servers: list[str], digest: str
+) -> Process:
+    """Server n (files by ``joiner_config`` under ``workdir/zk<n>``) started as zkServer.sh
+    would, with the ensemble's superDigest (``super:<digest>``) in ``SERVER_JVMFLAGS``."""
+    d = workdir / f"zk{n}"
+    zoo_cfg = joiner_config(d, n, address, committed_servers)
+    command = with_server_jvmflags(zookeeper_command(zoo_cfg, d / "log", extra_jvm=FAST_START_JVM))
+    flags = f"-Dzookeeper.DigestAuthenticationProvider.superDigest={digest}"
+    return Process(command, d / "server.log", env={**os.environ, "SERVER_JVMFLAGS": flags})

@@ -9,7 +9,6 @@ plus itself as an observer.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from adapters.zookeeper import (
-    SUPER_DIGEST_PROPERTY,
     SUPERUSER_SHARED,
     ZooKeeperService,
     super_digest,
@@ -26,9 +24,9 @@ from bootstrap.errors import VoterChangeError
 from bootstrap.model import ClusterView, Me, Member
 from bootstrap.voters import Committed, Voter, VoterChanges
 from testbed.consul import ConsulAgent
-from testbed.jvm import FAST_START_JVM, zk_mode, zookeeper_command
+from testbed.jvm import zk_mode
 from testbed.procs import Process
-from testbed.zookeeper import PORTS, ZkEnsemble, joiner_config, with_server_jvmflags
+from testbed.zookeeper import PORTS, ZkEnsemble, start_joiner
 
 FIRST_HOST = 91  # .91-.93 the ensemble, .94 the joiner
 RECONFIG = ["--set", "reconfig=true"]
@@ -70,17 +68,13 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 60
         await asyncio.sleep(0.2)
 
 
-def start_joiner(ensemble: ZkEnsemble, n: int, committed: Committed, password: str) -> Process:
+def boot_joiner(ensemble: ZkEnsemble, n: int, committed: Committed, password: str) -> Process:
     """Server n booted with the committed config plus itself as an observer."""
     servers = [
         f"server.{v.member_id}={v.member.address}:2888:3888:participant;{v.member.address}:2181"
         for v in committed.voters
     ]
-    d = ensemble.member_dir(n)
-    zoo_cfg = joiner_config(d, n, ensemble.host(n), servers)
-    command = with_server_jvmflags(zookeeper_command(zoo_cfg, d / "log", extra_jvm=FAST_START_JVM))
-    env = {**os.environ, "SERVER_JVMFLAGS": f"-D{SUPER_DIGEST_PROPERTY}={super_digest(password)}"}
-    return Process(command, d / "server.log", env=env)
+    return start_joiner(ensemble.workdir, n, ensemble.host(n), servers, super_digest(password))
 
 
 async def test_a_fourth_server_becomes_a_voter_online_and_leaves_again(
@@ -99,7 +93,7 @@ async def test_a_fourth_server_becomes_a_voter_online_and_leaves_again(
         async with voter_changes(ensemble, password) as voters:
             before = await voters.committed()
             assert before.voter_ids() == [1, 2, 3] and before.observers == ()
-            joiner = start_joiner(ensemble, 4, before, password)
+            joiner = boot_joiner(ensemble, 4, before, password)
             try:
                 await eventually(lambda: voters.caught_up(4))
                 assert await voters.add(fourth, version=before.version)
