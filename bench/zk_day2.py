@@ -9,7 +9,9 @@ znode every 100 ms and records each acknowledged write and each failure.
   superuser, the config version as compare-and-set) makes it a voter.
 - Rolling restart (the way users do it without this tool): a static ensemble of the same three
   (hand-written configs), the fourth started with a four-server list, then each of the three
-  stopped, its zoo.cfg rewritten with four servers, started again and waited for, one by one.
+  stopped, its zoo.cfg rewritten with four servers, started again, and the next one restarted
+  once it answers ``ruok`` (waiting for each to *serve* never ends: a member with the
+  four-server list sees only two of four votes for the running leader and keeps looking).
 
 Figures per round: seconds from the newcomer's start until it is a voter (online: the
 committed config lists it; rolling: all four serve in one quorum of the four-server list), the
@@ -33,7 +35,7 @@ from bench.common import Figure, Missing, median, per_round, require, rotated
 from bootstrap.model import ClusterView, Me, Member
 from bootstrap.voters import Voter
 from testbed.consul import ConsulAgent
-from testbed.jvm import peer_libs, zk_mode
+from testbed.jvm import four_letter, peer_libs, zk_mode
 from testbed.procs import Process
 from testbed.zookeeper import PORTS, ZkEnsemble, host, start_joiner, static_config
 
@@ -198,6 +200,9 @@ def rolling(workdir: Path) -> tuple[float, Writer, float]:
     def serving(n: int) -> bool:
         return zk_mode(host(n, FIRST_HOST), 2181) in ("leader", "follower")
 
+    def up(n: int) -> bool:
+        return four_letter(host(n, FIRST_HOST), 2181, "ruok") == "imok"
+
     try:
         _wait(lambda: all(serving(n) for n in (1, 2, 3)), "no static ensemble")
         writer = Writer(",".join(hosts[:3]), "/rolling")
@@ -210,7 +215,7 @@ def rolling(workdir: Path) -> tuple[float, Writer, float]:
                 procs.pop(n).stop()
                 _four_server_cfg(workdir / f"zk{n}" / "conf" / "zoo.cfg")
                 procs[n] = Process(commands[n - 1], workdir / f"zk{n}" / "member.log")
-                _wait(lambda n=n: serving(n), f"member {n} not serving")
+                _wait(lambda n=n: up(n), f"member {n} not up")
             _wait(
                 lambda: (
                     [zk_mode(host(n, FIRST_HOST), 2181) for n in procs].count("leader") == 1
