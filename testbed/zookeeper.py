@@ -38,8 +38,12 @@ class ZkEnsemble:
         first_host: int = 11,
         member_env: Callable[[int], dict[str, str]] | None = None,
         expect: int | None = None,
+        server_jvmflags: bool = False,
     ) -> None:
         self.first_host = first_host
+        # Start the server the way the image's zkServer.sh does: with $SERVER_JVMFLAGS (the
+        # superDigest of a reconfig ensemble) from the environment the agent rendered.
+        self.server_jvmflags = server_jvmflags
         self.member_env = member_env  # more environment for member n's agent (image variables)
         self.expect = size if expect is None else expect
         self.consul = consul
@@ -57,7 +61,8 @@ class ZkEnsemble:
 
     def server_command(self, n: int) -> list[str]:
         d = self.member_dir(n)
-        return zookeeper_command(d / "conf" / "zoo.cfg", d / "log", extra_jvm=FAST_START_JVM)
+        command = zookeeper_command(d / "conf" / "zoo.cfg", d / "log", extra_jvm=FAST_START_JVM)
+        return with_server_jvmflags(command) if self.server_jvmflags else command
 
     def agent_argv(self, n: int, expect: int | None = None) -> list[str]:
         return [
@@ -149,3 +154,52 @@ def static_config(workdir: Path, size: int, first_host: int = 11) -> list[list[s
             zookeeper_command(d / "conf" / "zoo.cfg", d / "log", extra_jvm=FAST_START_JVM)
         )
     return commands
+
+
+def with_server_jvmflags(command: list[str]) -> list[str]:
+    """``java $SERVER_JVMFLAGS <rest>`` through ``sh``, split into words as zkServer.sh does."""
+    java, *rest = command
+    return ["sh", "-c", 'exec "$0" $SERVER_JVMFLAGS "$@"', java, *rest]
+
+
+def joiner_config(member_dir: Path, n: int, address: str, committed_servers: list[str]) -> Path:
+    """A newcomer's files, by hand, as a joiner boots: the last committed config plus itself
+    as an observer, reconfig on. Returns its zoo.cfg."""
+    data, conf = member_dir / "data", member_dir / "conf"
+    data.mkdir(parents=True, exist_ok=True)
+    conf.mkdir(parents=True, exist_ok=True)
+    (data / "myid").write_text(f"{n}\n")
+    mine = f"server.{n}={address}:2888:3888:observer;{address}:2181"
+    dynamic = conf / "zoo.cfg.dynamic"
+    dynamic.write_text("\n".join([*committed_servers, mine]) + "\n")
+    zoo_cfg = conf / "zoo.cfg"
+    zoo_cfg.write_text(
+        "\n".join(
+            [
+                "tickTime=2000",
+                "initLimit=10",
+                "syncLimit=5",
+                f"dataDir={data}",
+                "standaloneEnabled=false",
+                "quorumListenOnAllIPs=false",
+                "4lw.commands.whitelist=srvr,mntr,ruok,conf",
+                "admin.enableServer=false",
+                "reconfigEnabled=true",
+                f"dynamicConfigFile={dynamic}",
+            ]
+        )
+        + "\n"
+    )
+    return zoo_cfg
+
+
+def start_joiner(
+    workdir: Path, n: int, address: str, committed_servers: list[str], digest: str
+) -> Process:
+    """Server n (files by ``joiner_config`` under ``workdir/zk<n>``) started as zkServer.sh
+    would, with the ensemble's superDigest (``super:<digest>``) in ``SERVER_JVMFLAGS``."""
+    d = workdir / f"zk{n}"
+    zoo_cfg = joiner_config(d, n, address, committed_servers)
+    command = with_server_jvmflags(zookeeper_command(zoo_cfg, d / "log", extra_jvm=FAST_START_JVM))
+    flags = f"-Dzookeeper.DigestAuthenticationProvider.superDigest={digest}"
+    return Process(command, d / "server.log", env={**os.environ, "SERVER_JVMFLAGS": flags})

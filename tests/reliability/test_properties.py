@@ -32,7 +32,7 @@ from adapters import SERVICES
 from adapters.emqx import EmqxService
 from adapters.kafka import KafkaService, new_cluster_id
 from adapters.template import TemplateService
-from adapters.zookeeper import ZooKeeperService
+from adapters.zookeeper import SUPERUSER_SHARED, ZooKeeperService, new_super_password
 from bootstrap.errors import RenderError, UntrustedValue
 from bootstrap.membership import Membership
 from bootstrap.model import (
@@ -320,7 +320,8 @@ def test_zookeeper_gives_one_server_line_per_member_or_refuses(
     if not members:
         return
     service = ZooKeeperService({"reconfig": reconfig})
-    view = view_for(members, me_index, bind_any=bind_any)
+    shared = {SUPERUSER_SHARED: new_super_password()} if reconfig else {}
+    view = view_for(members, me_index, bind_any=bind_any, shared=shared)
     bind_any = is_any_address(view.me.bind_address)  # also when this member's address is 0.0.0.0
     rendering = service.render(view)
     conf = lines_of(content(rendering, "zoo.cfg"))

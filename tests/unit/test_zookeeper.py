@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.zookeeper import ZooKeeperService
+from adapters.zookeeper import SUPERUSER_SHARED, ZooKeeperService
 from bootstrap.errors import MemberIdError, UsageError
 from bootstrap.files import write_all
 from bootstrap.model import ClusterView, Me, Member
@@ -15,8 +15,15 @@ PORTS = {"client": 2181, "quorum": 2888, "election": 3888}
 MEMBERS = tuple(Member(i, f"10.0.0.{i}", PORTS, f"m{i}") for i in (1, 2, 3))
 
 
+PASSWORD = "pw-" + "x" * 40
+
+
 def view_for(
-    tmp_path: Path, member_id: int, bind: str = "0.0.0.0", members: tuple[Member, ...] = MEMBERS
+    tmp_path: Path,
+    member_id: int,
+    bind: str = "0.0.0.0",
+    members: tuple[Member, ...] = MEMBERS,
+    shared: dict[str, str] | None = None,
 ) -> ClusterView:
     me = Me(
         f"m{member_id}",
@@ -27,7 +34,9 @@ def view_for(
         tmp_path / f"d{member_id}",
         tmp_path / f"c{member_id}",
     )
-    return ClusterView(me, member_id, members, {}, {})
+    return ClusterView(
+        me, member_id, members, {SUPERUSER_SHARED: PASSWORD} if shared is None else shared, {}
+    )
 
 
 def server_lines(text: str) -> list[str]:
@@ -94,7 +103,7 @@ def test_reconfig_seeds_dynamic_file_once(tmp_path: Path) -> None:
     """Proves the dynamic file and zoo.cfg are written on first boot and never again."""
     zk = ZooKeeperService({"reconfig": True})
     first = zk.render(view_for(tmp_path, 1))
-    dynamic, static, _ = first.files
+    dynamic, static, _, _ = first.files
     assert dynamic.write_once and static.write_once
     assert f"dynamicConfigFile={dynamic.path}" in static.content
     assert "server." not in static.content and len(server_lines(dynamic.content)) == 3

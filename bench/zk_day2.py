@@ -1,0 +1,283 @@
+"""ZooKeeper day 2: one more voter (3 -> 4) online, against a hand-run rolling restart.
+
+Throughout, a client (kazoo, connected to the three original members) creates one sequential
+znode every 100 ms and records each acknowledged write and each failure.
+
+- Online: an ensemble formed through the agent with ``--set reconfig=true`` (127.0.0.95-97).
+  A fourth server (.98) boots as a joiner does (the committed config plus itself as an
+  observer); once it is synced, the adapter's ``VoterChanges.add`` (kazoo reconfig as the
+  superuser, the config version as compare-and-set) makes it a voter.
+- Rolling restart (the way users do it without this tool): a static ensemble of the same three
+  (hand-written configs), the fourth started with a four-server list, then each of the three
+  stopped, its zoo.cfg rewritten with four servers, started again, and the next one restarted
+  once it answers ``ruok`` (waiting for each to *serve* never ends: a member with the
+  four-server list sees only two of four votes for the running leader and keeps looking).
+
+Figures per round: seconds from the newcomer's start until it is a voter (online: the
+committed config lists it; rolling: all four serve in one quorum of the four-server list), the
+longest gap between two acknowledged writes, the failed writes, and the acknowledged writes
+missing afterwards on some member (lost). Printed, not asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from adapters.zookeeper import SUPERUSER_SHARED, ZooKeeperService, super_digest
+from bench.common import Figure, Missing, median, per_round, require, rotated
+from bootstrap.model import ClusterView, Me, Member
+from bootstrap.voters import Voter
+from testbed.consul import ConsulAgent
+from testbed.jvm import four_letter, peer_libs, zk_mode
+from testbed.procs import Process
+from testbed.zookeeper import PORTS, ZkEnsemble, host, start_joiner, static_config
+
+FIRST_HOST = 95  # 127.0.0.95-97 the ensemble, .98 the newcomer
+NEW = 4
+WRITE_EVERY_S = 0.1
+SETTLE_S = 3.0  # writes go on this long after the change, before they are checked
+TIMEOUT_S = 120.0
+ONLINE, ROLLING = "online reconfig (agent)", "rolling restart (by hand)"
+
+
+class Writer:
+    """One sequential znode every 100 ms through kazoo; acked names, ack times, failures."""
+
+    def __init__(self, hosts: str, path: str) -> None:
+        from kazoo.client import KazooClient
+
+        self.path = path
+        self.client = KazooClient(hosts=hosts, timeout=10.0)
+        self.acked: list[tuple[float, str]] = []
+        self.failed = 0
+        self.lost = 0  # acked writes missing afterwards (``count_lost``)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self.client.start(30)
+        self.client.ensure_path(self.path)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            began = time.monotonic()
+            try:
+                name = self.client.create(f"{self.path}/w-", b"x", sequence=True)
+                self.acked.append((time.monotonic(), name))
+            except Exception:  # every failure counts, whatever kazoo raised
+                self.failed += 1
+            self._stop.wait(max(0.0, WRITE_EVERY_S - (time.monotonic() - began)))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        self.client.stop()
+        self.client.close()
+
+    def longest_gap(self, since: float) -> float:
+        times = [t for t, _ in self.acked if t >= since - 1.0]
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+    def count_lost(self, hosts: list[str]) -> None:
+        """Acked writes missing on the member that misses the most."""
+        from kazoo.client import KazooClient
+
+        acked = {name.rsplit("/", 1)[1] for _, name in self.acked}
+        worst = 0
+        for one in hosts:
+            client = KazooClient(hosts=one, timeout=10.0)
+            client.start(30)
+            try:
+                client.sync(self.path)
+                worst = max(worst, len(acked - set(client.get_children(self.path))))
+            finally:
+                client.stop()
+                client.close()
+        self.lost = worst
+
+
+def _wait(check: Callable[[], bool], what: str) -> None:
+    end = time.monotonic() + TIMEOUT_S
+    while not check():
+        if time.monotonic() > end:
+            raise TimeoutError(f"{what} after {TIMEOUT_S:.0f}s")
+        time.sleep(0.05)
+
+
+def _member(zk: ZkEnsemble, n: int) -> Member:
+    myid = zk.member_dir(n) / "data" / "myid"
+    return Member(int(myid.read_text()) if myid.exists() else n, zk.host(n), PORTS)
+
+
+def online(consul: ConsulAgent, workdir: Path) -> tuple[float, Writer, float]:
+    cluster = f"zkd2-{uuid.uuid4().hex[:8]}"
+    args = ["--set", "reconfig=true"]
+    with ZkEnsemble(
+        consul, workdir, 3, cluster, args, first_host=FIRST_HOST, server_jvmflags=True
+    ) as zk:
+        zk.start_all()
+        zk.wait_quorum()
+        password = (zk.member_dir(1) / "conf" / "super.password").read_text()
+        writer = Writer(",".join(f"{zk.host(n)}:2181" for n in (1, 2, 3)), f"/{cluster}")
+        writer.start()
+        joiner: Process | None = None
+        try:
+            time.sleep(1.0)
+            members = sorted((_member(zk, n) for n in (1, 2, 3, NEW)), key=lambda m: m.member_id)
+            d = zk.member_dir(1)
+            me = Me("m1", zk.host(1), PORTS, zk.host(1), PORTS, d / "data", d / "conf")
+            view = ClusterView(
+                me, _member(zk, 1).member_id, tuple(members), {SUPERUSER_SHARED: password}, {}
+            )
+            changes = ZooKeeperService({"reconfig": True}).voter_changes(view)
+            assert changes is not None
+
+            async def grow() -> float:
+                async with changes as voters:
+                    committed = await voters.committed()
+                    servers = [
+                        f"server.{v.member_id}={v.member.address}:2888:3888:participant;"
+                        f"{v.member.address}:2181"
+                        for v in committed.voters
+                    ]
+                    nonlocal joiner
+                    started = time.monotonic()
+                    joiner = start_joiner(
+                        workdir, NEW, zk.host(NEW), servers, super_digest(password)
+                    )
+                    while not await voters.caught_up(NEW):  # noqa: ASYNC110 - polls a server
+                        await asyncio.sleep(0.05)
+                    new = Voter(Member(NEW, zk.host(NEW), PORTS))
+                    while not await voters.add(new, version=committed.version):
+                        await asyncio.sleep(0.2)
+                        committed = await voters.committed()
+                    return started
+
+            started = asyncio.run(grow())
+            took = time.monotonic() - started
+            time.sleep(SETTLE_S)
+        finally:
+            writer.stop()
+            writer.count_lost([f"{zk.host(n)}:2181" for n in (1, 2, 3, NEW)])
+            if joiner is not None:
+                joiner.stop()
+            for n in (1, 2, 3):
+                consul.deregister(f"{cluster}-{n}")
+    return took, writer, started
+
+
+def _four_server_cfg(cfg: Path) -> None:
+    lines = cfg.read_text().splitlines()
+    servers = [line for line in lines if line.startswith("server.")]
+    new = f"server.{NEW}={host(NEW, FIRST_HOST)}:2888:3888;{host(NEW, FIRST_HOST)}:2181"
+    if new not in servers:
+        cfg.write_text("\n".join([*lines, new]) + "\n")
+
+
+def rolling(workdir: Path) -> tuple[float, Writer, float]:
+    commands = static_config(workdir, NEW, first_host=FIRST_HOST)  # four dirs; 1-3 as three
+    for n in (1, 2, 3):
+        cfg = workdir / f"zk{n}" / "conf" / "zoo.cfg"
+        cfg.write_text(
+            "\n".join(
+                line
+                for line in cfg.read_text().splitlines()
+                if not line.startswith(f"server.{NEW}=")
+            )
+            + "\n"
+        )
+    procs = {n: Process(commands[n - 1], workdir / f"zk{n}" / "member.log") for n in (1, 2, 3)}
+    hosts = [f"{host(n, FIRST_HOST)}:2181" for n in (1, 2, 3, NEW)]
+
+    def serving(n: int) -> bool:
+        return zk_mode(host(n, FIRST_HOST), 2181) in ("leader", "follower")
+
+    def up(n: int) -> bool:
+        return four_letter(host(n, FIRST_HOST), 2181, "ruok") == "imok"
+
+    try:
+        _wait(lambda: all(serving(n) for n in (1, 2, 3)), "no static ensemble")
+        writer = Writer(",".join(hosts[:3]), "/rolling")
+        writer.start()
+        try:
+            time.sleep(1.0)
+            started = time.monotonic()
+            procs[NEW] = Process(commands[NEW - 1], workdir / f"zk{NEW}" / "member.log")
+            for n in (1, 2, 3):
+                procs.pop(n).stop()
+                _four_server_cfg(workdir / f"zk{n}" / "conf" / "zoo.cfg")
+                procs[n] = Process(commands[n - 1], workdir / f"zk{n}" / "member.log")
+                _wait(lambda n=n: up(n), f"member {n} not up")
+            _wait(
+                lambda: (
+                    [zk_mode(host(n, FIRST_HOST), 2181) for n in procs].count("leader") == 1
+                    and all(serving(n) for n in procs)
+                ),
+                "no four-member quorum",
+            )
+            took = time.monotonic() - started
+            time.sleep(SETTLE_S)
+        finally:
+            writer.stop()
+        writer.count_lost(hosts)
+        return took, writer, started
+    finally:
+        for proc in procs.values():
+            proc.stop()
+
+
+def run(rounds: int, consul: ConsulAgent, workdir: Path) -> list[Figure]:
+    require("java")
+    try:
+        peer_libs()
+    except RuntimeError as exc:
+        raise Missing(str(exc)) from exc
+    to_voter: dict[str, list[float]] = {ONLINE: [], ROLLING: []}
+    gaps: dict[str, list[float]] = {ONLINE: [], ROLLING: []}
+    failed: dict[str, list[float]] = {ONLINE: [], ROLLING: []}
+    lost: dict[str, list[float]] = {ONLINE: [], ROLLING: []}
+    for round_no in range(rounds):
+        for kind in rotated(list(to_voter), round_no):
+            where = workdir / f"round-{round_no}" / ("online" if kind == ONLINE else "rolling")
+            took, writer, started = online(consul, where) if kind == ONLINE else rolling(where)
+            gap = writer.longest_gap(started)
+            to_voter[kind].append(took)
+            gaps[kind].append(gap)
+            failed[kind].append(writer.failed)
+            lost[kind].append(writer.lost)
+            print(
+                f"  round {round_no + 1}: {kind:<27} to voter {took:.2f} s, longest write gap "
+                f"{gap * 1000:.0f} ms, {writer.failed} failed, {writer.lost} acked lost, "
+                f"{len(writer.acked)} acked",
+                flush=True,
+            )
+    for kind in to_voter:
+        print(per_round(f"{kind}: to voter", to_voter[kind]))
+        print(per_round(f"{kind}: longest write gap", gaps[kind]))
+        print(per_round(f"{kind}: failed writes", failed[kind], ""))
+        print(per_round(f"{kind}: acked writes lost", lost[kind], ""))
+    note = f"3 -> 4 voters, a write every 100 ms, {rounds} rounds each, interleaved"
+    return [
+        Figure("ZK 3->4 online: newcomer to voter", median(to_voter[ONLINE]), "s",
+               median(to_voter[ROLLING]), "rolling restart", note=note),
+        Figure("ZK 3->4 online: longest write gap", median(gaps[ONLINE]), "s",
+               median(gaps[ROLLING]), "rolling restart"),
+        Figure("ZK 3->4 online: failed writes", median(failed[ONLINE]), "",
+               median(failed[ROLLING]), "rolling restart"),
+        Figure("ZK 3->4 online: acked writes lost", median(lost[ONLINE]), "",
+               median(lost[ROLLING]), "rolling restart"),
+    ]  # fmt: skip
+
+
+if __name__ == "__main__":
+    from bench.__main__ import main
+
+    raise SystemExit(main(["--only", "zk_day2", *sys.argv[1:]]))
