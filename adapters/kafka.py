@@ -50,6 +50,9 @@ Options (``options:`` in the config file, or ``--set``):
   cluster name), ``zookeeper_expect`` (default 3), ``zookeeper_chroot`` (e.g. ``/kafka``);
 - ``storage_tool``: the argv of Kafka's storage tool (default
   ``["/opt/kafka/bin/kafka-storage.sh"]``; unused in ZooKeeper mode);
+- ``quorum_tool``: the argv of Kafka's metadata quorum tool (default
+  ``["/opt/kafka/bin/kafka-metadata-quorum.sh"]``), used for online voter changes with
+  ``quorum: dynamic`` (``adapters/kafka_voters.py``);
 - ``conf_file`` (default ``<conf_dir>/server.properties``), ``id_min``, ``id_max``;
 - ``extra``: a mapping of further properties. More come from the environment as in the
   apache/kafka image: ``KAFKA_FOO_BAR=1`` is ``foo.bar=1`` (``_`` -> ``.``, ``__`` -> ``_``,
@@ -80,6 +83,7 @@ from adapters.images import (
     KAFKA_SHARED_CONFIG_DIR,
     kafka_not_honoured,
 )
+from adapters.kafka_voters import KafkaVoterChanges
 from bootstrap.errors import MemberIdError, PrepareError, RenderError
 from bootstrap.log import log
 from bootstrap.model import (
@@ -105,6 +109,7 @@ from bootstrap.options import (
     id_range_options,
 )
 from bootstrap.ports import Group, ServicePort
+from bootstrap.voters import VoterChanges
 
 ID_RANGES = {
     frozenset({"controller"}): (1, 99),
@@ -226,6 +231,16 @@ OPTIONS = OptionSet(
             "a command (a list of non-empty strings)",
         ),
     ),
+    Option(
+        "quorum_tool",
+        ["/opt/kafka/bin/kafka-metadata-quorum.sh"],
+        Custom(
+            _storage_tool,
+            (("wrong-type", {"bin": "kafka-metadata-quorum.sh"}), ("out-of-range", [])),
+            "a command (a list of non-empty strings)",
+        ),
+        when=_KRAFT,
+    ),
     Option("conf_file", None, PATH),
     Option(
         "extra",
@@ -336,6 +351,18 @@ class KafkaService(ServicePort):
     ) -> None:
         """Format the storage once (KRaft), or check that what is on disk is this member's."""
         await self.mode.prepare(view)
+
+    def voter_changes(self, view: ClusterView) -> VoterChanges | None:
+        """The dynamic quorum's voter changes (KIP-853); ``None`` for a static quorum, which
+        Kafka cannot change online, and in ZooKeeper mode."""
+        if not isinstance(self.mode, KRaftMode) or not self.mode.dynamic:
+            return None
+        return KafkaVoterChanges(
+            self.opts["quorum_tool"],
+            self.mode.controllers(view),
+            self.conf_file(view.me),
+            id_range=ID_RANGES[frozenset({"broker", "controller"})],
+        )
 
     def health_label(self) -> str:
         """The port that says the member is up: the broker's, or a controller's only one."""
