@@ -182,7 +182,8 @@ class KafkaVoterChanges(VoterChanges):
         code, output = await self._run(*args)
         if code != 0:
             raise VoterChangeError(
-                f"kafka-metadata-quorum {' '.join(args)} failed (exit {code}): {_last_line(output)}"
+                f"kafka-metadata-quorum {' '.join(args)} failed (exit {code}): "
+                f"{_error_line(output)}"
             )
         return output
 
@@ -192,7 +193,7 @@ class KafkaVoterChanges(VoterChanges):
             return False
         raise VoterChangeError(
             f"{what} of controller {voter.member_id} ({voter.directory_id}) refused "
-            f"(exit {code}): {_last_line(output)}"
+            f"(exit {code}): {_error_line(output)}"
         )
 
 
@@ -319,16 +320,24 @@ def _directory_id(value: Any, origin: str) -> str:
     return value
 
 
+_EXCEPTION = re.compile(r"\b((?:[a-z][a-z0-9_]*\.)+[A-Z][A-Za-z0-9_]*(?:Exception|Error))\b")
+
+
 def _error_class(output: str) -> str | None:
-    """The last Kafka exception class the tool printed (``...errors.FooException: text``)."""
-    found = re.findall(r"\b((?:[a-z][a-z0-9_]*\.)+[A-Z][A-Za-z0-9_]*(?:Exception|Error))\b", output)
+    """The Kafka error the tool reported: the innermost class on its first exception line
+    (``java.util.concurrent.ExecutionException: org...errors.FooException: text`` is Foo)."""
+    line = _error_line(output)
+    found = _EXCEPTION.findall(line)
     if not found:
         return None
     name: str = found[-1]
+    # Kafka's own TimeoutException (no leader answered) is a conflict; java.util's is not.
     return name if name.endswith(".TimeoutException") else name.rpartition(".")[2]
 
 
-def _last_line(output: str) -> str:
+def _error_line(output: str) -> str:
+    """The tool's message: its first line naming an exception (a stack trace follows it), or
+    its last line; one printable line of at most 300 characters."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    last = lines[-1] if lines else "no output"
-    return "".join(c if c.isprintable() else "?" for c in last)[:300]
+    line = next((x for x in lines if _EXCEPTION.search(x)), lines[-1] if lines else "no output")
+    return "".join(c if c.isprintable() else "?" for c in line)[:300]
