@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.kafka import KafkaService
+from adapters.kafka import KafkaService, directory_id
 from adapters.kafka_voters import (
     KafkaVoterChanges,
     RunResult,
@@ -322,3 +322,18 @@ def test_a_bad_quorum_tool_is_refused() -> None:
     with pytest.raises(UsageError) as err:
         KafkaService({"quorum_tool": []})
     assert any("options.quorum_tool" in p for p in err.value.problems)
+
+
+def test_a_joining_controller_formats_without_initial_controllers(tmp_path: Path) -> None:
+    """Proves a joiner (or a dead controller's replacement on a new disk) formats with
+    --no-initial-controllers, so Kafka picks a random directory id: the derived one would make
+    the new disk pass for the lost voter (same node id, same directory id)."""
+    kafka = KafkaService({"quorum": "dynamic", "storage_tool": ["ks"]})
+    formation = kafka.format_command(view(tmp_path), "MkU3OEVBNTcwNTJENDM2Qg")
+    joining = kafka.format_command(view(tmp_path), "MkU3OEVBNTcwNTJENDM2Qg", joining=True)
+    derived = directory_id("MkU3OEVBNTcwNTJENDM2Qg", 1)
+    assert "--initial-controllers" in formation
+    assert derived in formation[-1]
+    assert joining[-1] == "--no-initial-controllers"
+    assert not any(derived in arg for arg in joining)
+    assert formation[:-2] == joining[:-1]
