@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from adapters.kafka_voters import KafkaVoterChanges
@@ -62,19 +62,19 @@ class Round:
         self.windows: list[tuple[float, float]] = []
 
 
-def _until(step: object, what: str) -> None:
+def _until(step: Callable[[], bool], what: str) -> None:
     end = time.monotonic() + DEADLINE_S
     while time.monotonic() < end:
-        if step():  # type: ignore[operator]
+        if step():
             return
         time.sleep(POLL_S)
     raise TimeoutError(f"{what}: not done after {DEADLINE_S:.0f}s")
 
 
-async def _until_async(step: object, what: str) -> None:
+async def _until_async(step: Callable[[], Awaitable[bool]], what: str) -> None:
     end = time.monotonic() + DEADLINE_S
     while time.monotonic() < end:
-        if await step():  # type: ignore[operator]
+        if await step():
             return
         await asyncio.sleep(POLL_S)
     raise TimeoutError(f"{what}: not done after {DEADLINE_S:.0f}s")

@@ -1,13 +1,14 @@
 """KafkaVoterChanges on real Kafka 4.4.0: a dynamic quorum formed through the agent grows to
 four voters and shrinks back while a producer with acks=all keeps writing.
 
-Members live on 127.0.0.101 .. 127.0.0.104.
+Members live on 127.0.0.101 .. 127.0.0.105.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ from testbed.procs import Process
 
 FIRST_HOST = 101
 JOINER_HOST = "127.0.0.104"
+REPLACEMENT_HOST = "127.0.0.105"
 JOINER_ID = 4
 DEADLINE_S = 120.0
 
@@ -48,11 +50,11 @@ def controllers(kafka: KafkaCluster) -> list[Member]:
     return sorted(found, key=lambda m: m.member_id)
 
 
-async def until_true(step: object, what: str) -> float:
+async def until_true(step: Callable[[], Awaitable[bool]], what: str) -> float:
     """Await ``step()`` until it returns True; seconds it took. False is a retryable conflict."""
     start = time.monotonic()
     while time.monotonic() - start < DEADLINE_S:
-        if await step():  # type: ignore[operator]
+        if await step():
             return time.monotonic() - start
         await asyncio.sleep(0.5)
     raise TimeoutError(f"{what}: not done after {DEADLINE_S:.0f}s")
@@ -61,9 +63,10 @@ async def until_true(step: object, what: str) -> float:
 def test_a_fourth_controller_becomes_a_voter_and_leaves_again(
     consul: ConsulAgent, cluster: str, tmp_path: Path
 ) -> None:
-    """Proves add makes a --no-initial-controllers joiner a voter online, committed lists four
-    voters with directory ids, a remove of an unknown directory id is refused, remove takes the
-    joiner out, and every message acknowledged meanwhile is consumable."""
+    """Proves add makes a --no-initial-controllers joiner a voter online and committed lists
+    four voters with directory ids; a new disk under a voting id is refused until the old
+    (id, directory id) is removed, then added; a remove of an unknown directory id is refused;
+    remove takes the controller out; every message acknowledged meanwhile is consumable."""
     lib = peer_libs()["kafka4"]
     members = combined(cluster, first_host=FIRST_HOST, quorum="dynamic")
     hosts = [m.host for m in members]
@@ -75,15 +78,18 @@ def test_a_fourth_controller_becomes_a_voter_and_leaves_again(
         producer = AckedProducer(
             lib, ",".join(f"{h}:{PORTS['broker']}" for h in hosts), "acked", tmp_path / "prod.log"
         )
-        joiner = None
+        started: list[Process] = []
+
+        def start(name: str, address: str) -> tuple[Process, Path]:
+            proc, conf = start_joiner(lib, tmp_path / name, address, JOINER_ID, cluster_id, hosts)
+            started.append(proc)
+            return proc, conf
+
         try:
-            joiner, conf = start_joiner(
-                lib, tmp_path / "c4", JOINER_HOST, JOINER_ID, cluster_id, hosts
-            )
-            asyncio.run(grow_and_shrink(kafka, cluster_id, joiner, conf))
+            asyncio.run(grow_and_shrink(kafka, cluster_id, start))
         finally:
-            if joiner is not None:
-                joiner.stop()
+            for proc in started:
+                proc.stop()
             producer.stop()
         acked = producer.acked()
         assert len(acked) >= 20, f"the producer got too few acks: {producer.log_path}"
@@ -91,10 +97,19 @@ def test_a_fourth_controller_becomes_a_voter_and_leaves_again(
         assert set(acked) <= set(consumed), sorted(set(acked) - set(consumed), key=int)[:20]
 
 
+def joining_voter(conf: Path, address: str) -> Voter:
+    """The joiner as a voter: its address, and the directory id its new disk was given."""
+    meta = read_properties(conf.parent.parent / "data" / "meta.properties")
+    return Voter(
+        Member(JOINER_ID, address, {"controller": PORTS["controller"]}), meta["directory.id"]
+    )
+
+
 async def grow_and_shrink(
-    kafka: KafkaCluster, cluster_id: str, joiner: Process, conf: Path
+    kafka: KafkaCluster, cluster_id: str, start: Callable[[str, str], tuple[Process, Path]]
 ) -> None:
     formed = controllers(kafka)
+    joiner, conf = start("c4", JOINER_HOST)
     changes = KafkaVoterChanges(quorum_tool(), formed, conf)
     before = await changes.committed()
     assert before.voter_ids() == [1, 2, 3]
@@ -104,10 +119,7 @@ async def grow_and_shrink(
     assert [v.member for v in before.voters] == formed
 
     await until_true(lambda: changes.caught_up(JOINER_ID), "joiner caught up")
-    meta = read_properties(conf.parent.parent / "data" / "meta.properties")
-    new = Voter(
-        Member(JOINER_ID, JOINER_HOST, {"controller": PORTS["controller"]}), meta["directory.id"]
-    )
+    new = joining_voter(conf, JOINER_HOST)
     assert new.directory_id not in {directory_id(cluster_id, n) for n in range(1, 5)}
     await until_true(lambda: changes.add(new, version=""), "add-controller")
 
@@ -116,11 +128,25 @@ async def grow_and_shrink(
     assert grown.voters[3] == new
     assert all(v.directory_id for v in grown.voters)
 
+    # The same id on a new disk (a replacement): Kafka refuses it while the old pair votes.
+    replacement, replacement_conf = start("c4-new-disk", REPLACEMENT_HOST)
+    replacing = KafkaVoterChanges(quorum_tool(), formed, replacement_conf)
+    newer = joining_voter(replacement_conf, REPLACEMENT_HOST)
+    assert newer.directory_id != new.directory_id
+    with pytest.raises(VoterChangeError, match="DuplicateVoterException"):
+        await until_true(lambda: replacing.add(newer, version=""), "duplicate add-controller")
+
     stranger = Voter(new.member, "AAAAAAAAAAAAAAAAAAAAAQ")
     with pytest.raises(VoterChangeError, match="remove-controller of controller 4"):
         await changes.remove(stranger, version="")
 
     joiner.stop()
     await until_true(lambda: changes.remove(new, version=""), "remove-controller")
-    after = await changes.committed()
-    assert after.voters == before.voters
+    assert (await changes.committed()).voters == before.voters
+
+    await until_true(lambda: replacing.add(newer, version=""), "add-controller, new disk")
+    assert (await changes.committed()).voters == (*before.voters, newer)
+
+    replacement.stop()
+    await until_true(lambda: replacing.remove(newer, version=""), "remove-controller, new disk")
+    assert (await changes.committed()).voters == before.voters
