@@ -14,7 +14,8 @@ against the controllers (``--bootstrap-controller h1:9093,h2:9093,...``):
 - ``add``: ``--command-config <this member's server.properties> add-controller``. The tool reads
   node.id, the controller listener and the directory id from that file and the
   ``meta.properties`` beside the log dirs, so only the joiner itself can add itself: ``voter``
-  must be this member, with the directory id its disk holds.
+  must be this member, with the directory id its disk holds (the tool's ``Added controller N
+  with directory id D`` line must name that pair, else ``VoterChangeError``).
 - ``remove``: ``remove-controller --controller-id N --controller-directory-id D``, from any
   member. Stop the controller first (SERVICES.md, "Day 2 facts").
 
@@ -53,6 +54,7 @@ CAUGHT_UP_LAG = 100
 CONTROLLER_LABEL = "controller"
 # Kafka's text form of a UUID: 16 bytes in base64url without padding.
 _DIRECTORY_ID = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]")
+_ADDED = re.compile(r"^Added controller (\d{1,6}) with directory id (\S+) ", re.MULTILINE)
 _ENDPOINT = re.compile(r"([A-Z][A-Z0-9_]*)://(\[[0-9A-Fa-f:.]+\]|[^:/\[\]]+):(\d{1,5})")
 # Refusals a retry can fix (Kafka's error classes, as the tool prints them).
 _CONFLICTS = (
@@ -60,8 +62,6 @@ _CONFLICTS = (
     "NotLeaderOrFollowerException",
     "NotControllerException",
     "LeaderNotAvailableException",
-    "CoordinatorLoadInProgressException",
-    "ConcurrentTransactionsException",
     "org.apache.kafka.common.errors.TimeoutException",  # no leader answered within the tool's wait
 )
 
@@ -147,7 +147,7 @@ class KafkaVoterChanges(VoterChanges):
             )
         code, output = await self._run("--command-config", str(self.conf_file), "add-controller")
         if code == 0:
-            return True
+            return self._added_is(voter, output)
         if (
             _error_class(output) == "DuplicateVoterException"
             and voter in (await self.committed()).voters
@@ -171,6 +171,16 @@ class KafkaVoterChanges(VoterChanges):
         if code == 0:
             return True
         return self._refused("remove-controller", voter, code, output)
+
+    def _added_is(self, voter: Voter, output: str) -> bool:
+        """The tool adds the node its config and disk describe: that must be ``voter``."""
+        added = _ADDED.search(output)
+        if added is None or (int(added[1]), added[2]) != (voter.member_id, voter.directory_id):
+            raise VoterChangeError(
+                f"add-controller for controller {voter.member_id} ({voter.directory_id}) "
+                f"added another node, or said nothing of it: {_error_line(output)}"
+            )
+        return True
 
     # -- running the tool -----------------------------------------------------------------------
 

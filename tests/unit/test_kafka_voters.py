@@ -213,9 +213,25 @@ async def test_a_failing_describe_is_a_voter_change_error_with_its_last_line() -
 
 async def test_add_runs_add_controller_with_this_members_config() -> None:
     """Proves add runs add-controller with --command-config and returns True on exit 0."""
-    tool = Tool(add_controller=(0, "Added controller 4 with directory id ..."))
+    added = f"Added controller 4 with directory id {D4} and endpoints: CONTROLLER://10.0.0.4:9093"
+    tool = Tool(add_controller=(0, added + "\n"))
     assert await changes(tool).add(JOINER, version="")
     assert tool.calls[0][-3:] == ["--command-config", "/conf/server.properties", "add-controller"]
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        f"Added controller 5 with directory id {D4} and endpoints: CONTROLLER://10.0.0.4:9093",
+        f"Added controller 4 with directory id {D3} and endpoints: CONTROLLER://10.0.0.4:9093",
+        "",
+    ],
+)
+async def test_add_refuses_a_success_that_added_another_node(output: str) -> None:
+    """Proves exit 0 is True only when the tool names this voter's id and directory id: the
+    tool adds whatever node the config and disk describe."""
+    with pytest.raises(VoterChangeError, match="added another node"):
+        await changes(Tool(add_controller=(0, output))).add(JOINER, version="")
 
 
 async def test_remove_runs_remove_controller_with_id_and_directory_id() -> None:
