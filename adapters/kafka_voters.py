@@ -299,7 +299,13 @@ def _node_id(raw: Any, id_range: tuple[int, int], origin: str) -> int:
 def _voter(raw: Any, id_range: tuple[int, int], listener: str) -> Voter:
     node_id = _node_id(raw, id_range, "CurrentVoters")
     origin = f"describe --status voter {node_id}"
-    directory = _directory_id(raw.get("directoryId"), origin)
+    if "directoryId" not in raw:
+        raise VoterChangeError(
+            f"{origin} has no directory id: a static quorum (kraft.version 0), which cannot "
+            "change voters online (Kafka 4.x converts it with kafka-features upgrade "
+            "--feature kraft.version=1; the agent does not)"
+        )
+    directory = _directory_id(raw["directoryId"], origin)
     endpoints = raw.get("endpoints")
     if not isinstance(endpoints, list):
         raise VoterChangeError(f"{origin}: endpoints {str(endpoints)[:100]!r} are not a list")

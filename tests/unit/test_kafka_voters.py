@@ -353,3 +353,15 @@ def test_a_joining_controller_formats_without_initial_controllers(tmp_path: Path
     assert joining[-1] == "--no-initial-controllers"
     assert not any(derived in arg for arg in joining)
     assert formation[:-2] == joining[:-1]
+
+
+def test_a_static_quorums_status_says_so() -> None:
+    """Proves Kafka 4.4's describe --status of a static quorum (voters without directory ids,
+    as captured) is refused with a line that names the static quorum."""
+    static = (
+        'CurrentVoters:          [{"id": 1, "endpoints": ["CONTROLLER://127.0.0.108:9093"]}, '
+        '{"id": 2, "endpoints": ["CONTROLLER://127.0.0.106:9093"]}]\n'
+        "CurrentObservers:       []\n"
+    )
+    with pytest.raises(VoterChangeError, match=r"static quorum \(kraft\.version 0\)"):
+        parse_status(static, IDS)
