@@ -22,10 +22,14 @@ Before the exec, ``prepare`` formats the storage once (``kafka-storage format -t
 like ``kafka-storage random-uuid``: 22 characters of base64url). Dynamic quorum: controllers
 format with ``--initial-controllers 1@h1:9093:<dir id>,...`` (the same list on every controller;
 each directory id is derived from the cluster id and the node id, so no member has to ask
-another), broker-only members with ``--no-initial-controllers``. When ``meta.properties``
-exists, nothing is formatted: its ``cluster.id`` and ``node.id`` must match the cluster's and the
-claimed id, else the start stops with a clear error instead of Kafka's crash loop. A restarted
-member keeps the id its ``meta.properties`` holds.
+another), broker-only members with ``--no-initial-controllers``. The derived ids belong to the
+formation only: a controller that joins later (``format_command(..., joining=True)``), a dead
+one's replacement on a new disk included, formats with ``--no-initial-controllers`` and gets a
+random directory id from Kafka, so the replacement never passes for the lost disk (a voter is
+the pair of node id and directory id; KIP-853 adds the new pair, then removes the old).
+When ``meta.properties`` exists, nothing is formatted: its ``cluster.id`` and ``node.id`` must
+match the cluster's and the claimed id, else the start stops with a clear error instead of
+Kafka's crash loop. A restarted member keeps the id its ``meta.properties`` holds.
 
 Split roles: controllers and brokers register under their own Consul services but start with
 the same ``--cluster``, so they claim ids in one KV namespace. Brokers name the controllers'
@@ -52,7 +56,8 @@ Options (``options:`` in the config file, or ``--set``):
   ``["/opt/kafka/bin/kafka-storage.sh"]``; unused in ZooKeeper mode);
 - ``quorum_tool``: the argv of ``kafka-metadata-quorum`` (default
   ``["/opt/kafka/bin/kafka-metadata-quorum.sh"]``), which ``status`` runs against each
-  controller (``--bootstrap-controller <it> describe --status``) for the quorum's own view;
+  controller (``--bootstrap-controller <it> describe --status``) for the quorum's own view, and
+  online voter changes use with ``quorum: dynamic`` (``adapters/kafka_voters.py``);
 - ``conf_file`` (default ``<conf_dir>/server.properties``), ``id_min``, ``id_max``;
 - ``extra``: a mapping of further properties. More come from the environment as in the
   apache/kafka image: ``KAFKA_FOO_BAR=1`` is ``foo.bar=1`` (``_`` -> ``.``, ``__`` -> ``_``,
@@ -84,6 +89,7 @@ from adapters.images import (
     KAFKA_SHARED_CONFIG_DIR,
     kafka_not_honoured,
 )
+from adapters.kafka_voters import KafkaVoterChanges
 from bootstrap.errors import (
     BootstrapError,
     CannotJoin,
@@ -116,6 +122,7 @@ from bootstrap.options import (
     id_range_options,
 )
 from bootstrap.ports import Group, Observation, ServicePort
+from bootstrap.voters import VoterChanges
 
 ID_RANGES = {
     frozenset({"controller"}): (1, 99),
@@ -408,6 +415,18 @@ class KafkaService(ServicePort):
         """Format the storage once (KRaft), or check that what is on disk is this member's."""
         await self.mode.prepare(view)
 
+    def voter_changes(self, view: ClusterView) -> VoterChanges | None:
+        """The dynamic quorum's voter changes (KIP-853); ``None`` for a static quorum, which
+        Kafka cannot change online, and in ZooKeeper mode."""
+        if not isinstance(self.mode, KRaftMode) or not self.mode.dynamic:
+            return None
+        return KafkaVoterChanges(
+            self.opts["quorum_tool"],
+            self.mode.controllers(view),
+            self.conf_file(view.me),
+            id_range=ID_RANGES[frozenset({"broker", "controller"})],
+        )
+
     def health_label(self) -> str:
         """The port that says the member is up: the broker's, or a controller's only one."""
         return "broker" if "broker" in self.roles else "controller"
@@ -420,8 +439,10 @@ class KafkaService(ServicePort):
     def controllers(self, view: ClusterView) -> tuple[Member, ...]:
         return _kraft(self).controllers(view)
 
-    def format_command(self, view: ClusterView, cluster_id: str) -> list[str]:
-        return _kraft(self).format_command(view, cluster_id)
+    def format_command(
+        self, view: ClusterView, cluster_id: str, *, joining: bool = False
+    ) -> list[str]:
+        return _kraft(self).format_command(view, cluster_id, joining=joining)
 
 
 def _kraft(service: KafkaService) -> KRaftMode:
@@ -530,11 +551,19 @@ class KRaftMode:
                     f"({hint})"
                 )
 
-    def format_command(self, view: ClusterView, cluster_id: str) -> list[str]:
-        """The storage tool's ``format`` command for this member (same list on every controller)."""
+    def format_command(
+        self, view: ClusterView, cluster_id: str, *, joining: bool = False
+    ) -> list[str]:
+        """The storage tool's ``format`` command for this member (same list on every controller).
+
+        ``joining``: a controller that joins a formed dynamic quorum (a new one, or a dead one's
+        replacement on a new disk) formats with ``--no-initial-controllers``, so Kafka gives its
+        disk a random directory id. The derived ids are for formation only: a replacement
+        under the same node id with the derived id would pass for the lost disk's voter.
+        """
         conf = str(self.service.conf_file(view.me))
         argv = [*self.service.storage_tool, "format", "-t", cluster_id, "-c", conf]
-        if self.dynamic and "controller" in self.roles and not view.joining:
+        if self.dynamic and "controller" in self.roles and not (joining or view.joining):
             voters = ",".join(
                 f"{m.member_id}@{endpoint(m.address, m.port('controller'))}:"
                 f"{directory_id(cluster_id, m.member_id)}"

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from bench import memory, scale, start_to_exec, supervise, zk_day2, zk_formation
+from bench import kafka_day2, memory, scale, start_to_exec, supervise, zk_day2, zk_formation
 from bench.common import PYTHON, Figure, Missing, bench_consul, machine, table
 from testbed.consul import ConsulAgent
 
@@ -41,6 +41,7 @@ BENCHES: dict[str, tuple[Bench, int]] = {  # name: (run, default rounds)
     "memory": (memory.run, 10),
     "supervise": (supervise.run, 3),
     "zk_day2": (zk_day2.run, 3),
+    "kafka_day2": (kafka_day2.run, 3),
 }
 KAFKA = "kafka_formation"
 _KAFKA_SUMMARY = re.compile(

@@ -14,6 +14,7 @@ answer. A broker answers only once it serves requests, and lists only unfenced b
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -30,6 +31,7 @@ from testbed.jvm import (
     CONSOLE_CONSUMER,
     FAST_START_JVM,
     TOPIC_COMMAND,
+    VERIFIABLE_PRODUCER,
     console_producer_class,
     kafka_command,
     kafka_storage_command,
@@ -216,7 +218,13 @@ class KafkaCluster:
 
     # -- tools ----------------------------------------------------------------------------------
 
-    def tool(self, main_class: str, args: Sequence[str], stdin: str | None = None) -> str:
+    def tool(
+        self,
+        main_class: str,
+        args: Sequence[str],
+        stdin: str | None = None,
+        ok_codes: Sequence[int] = (0,),
+    ) -> str:
         """Run a Kafka CLI tool; its stdout, or AssertionError with its stderr."""
         proc = subprocess.run(
             kafka_tool_command(self.lib, main_class, args),
@@ -226,11 +234,17 @@ class KafkaCluster:
             timeout=120,
             check=False,
         )
-        if proc.returncode != 0:
+        if proc.returncode not in ok_codes:
             raise AssertionError(f"{main_class} {' '.join(args)} failed: {proc.stderr[-2000:]}")
         return proc.stdout
 
-    def create_topic(self, topic: str, replicas: int, via: str | None = None) -> None:
+    def create_topic(
+        self,
+        topic: str,
+        replicas: int,
+        via: str | None = None,
+        configs: Mapping[str, object] | None = None,
+    ) -> None:
         self.tool(
             TOPIC_COMMAND,
             [
@@ -243,6 +257,7 @@ class KafkaCluster:
                 "1",
                 "--replication-factor",
                 str(replicas),
+                *(arg for k, v in (configs or {}).items() for arg in ("--config", f"{k}={v}")),
             ],
         )
 
@@ -252,6 +267,25 @@ class KafkaCluster:
             ["--bootstrap-server", self.bootstrap(via), "--topic", topic],
             stdin=message + "\n",
         )
+
+    def consume_all(self, topic: str, count: int, via: str | None = None) -> list[str]:
+        """The first ``count`` values of ``topic`` (fewer if the timeout hits first)."""
+        out = self.tool(
+            CONSOLE_CONSUMER,
+            [
+                "--bootstrap-server",
+                self.bootstrap(via),
+                "--topic",
+                topic,
+                "--from-beginning",
+                "--max-messages",
+                str(count),
+                "--timeout-ms",
+                "30000",
+            ],
+            ok_codes=(0, 1),  # a timeout ends the consumer with 1 after printing what it read
+        )
+        return [line for line in out.splitlines() if line]
 
     def consume_one(self, topic: str, via: str | None = None, attempts: int = 3) -> str:
         """The topic's first message read through ``via``. A read that finds nothing in 60 s
@@ -296,6 +330,103 @@ class KafkaCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop_all()
+
+
+class AckedProducer:
+    """Kafka's VerifiableProducer with ``acks=all``: one numbered message every 100 ms (by
+    default), and a JSON line per acknowledgement, so a test knows which sends were acked."""
+
+    def __init__(
+        self, lib: Path, bootstrap: str, topic: str, log_path: Path, per_second: int = 10
+    ) -> None:
+        argv = kafka_tool_command(
+            lib,
+            VERIFIABLE_PRODUCER,
+            [
+                "--bootstrap-server",
+                bootstrap,
+                "--topic",
+                topic,
+                "--acks",
+                "-1",
+                "--throughput",
+                str(per_second),
+            ],
+        )
+        self.log_path = log_path
+        self.proc = Process(argv, log_path)
+
+    def stop(self) -> None:
+        self.proc.stop(timeout_s=15)
+
+    def events(self, name: str) -> list[dict[str, object]]:
+        found = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    event = json.loads(line)
+                    if isinstance(event, dict) and event.get("name") == name:
+                        found.append(event)
+        return found
+
+    def acked(self) -> list[str]:
+        """The values Kafka acknowledged, in order."""
+        return [str(e["value"]) for e in self.events("producer_send_success")]
+
+    def failed(self) -> int:
+        return len(self.events("producer_send_error"))
+
+    def longest_gap_s(self) -> float:
+        """The longest time between two acknowledgements."""
+        stamps = [int(str(e["timestamp"])) / 1000 for e in self.events("producer_send_success")]
+        return max((b - a for a, b in itertools.pairwise(stamps)), default=0.0)
+
+
+def joiner_properties(
+    name_dir: Path, address: str, node_id: int, controllers: Sequence[str]
+) -> Path:
+    """server.properties of a controller-only joiner that bootstraps from ``controllers``."""
+    conf = name_dir / "conf" / "server.properties"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "process.roles=controller",
+        f"node.id={node_id}",
+        "controller.listener.names=CONTROLLER",
+        f"listeners=CONTROLLER://{address}:{PORTS['controller']}",
+        f"advertised.listeners=CONTROLLER://{address}:{PORTS['controller']}",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        f"log.dirs={name_dir / 'data'}",
+        "controller.quorum.bootstrap.servers="
+        + ",".join(f"{h}:{PORTS['controller']}" for h in controllers),
+    ]
+    conf.write_text("\n".join(lines) + "\n")
+    return conf
+
+
+def start_joiner(
+    lib: Path,
+    name_dir: Path,
+    address: str,
+    node_id: int,
+    cluster_id: str,
+    controllers: Sequence[str],
+) -> tuple[Process, Path]:
+    """A new controller on an empty disk, formatted with ``--no-initial-controllers`` (so Kafka
+    gives it a random directory id) and started: an observer until someone adds it."""
+    conf = joiner_properties(name_dir, address, node_id, controllers)
+    subprocess.run(
+        kafka_storage_command(
+            lib, ["format", "-t", cluster_id, "-c", str(conf), "--no-initial-controllers"]
+        ),
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    proc = Process(
+        kafka_command(lib, conf, name_dir / "log", "256m", FAST_START_JVM),
+        name_dir / "member.log",
+    )
+    return proc, conf
 
 
 def stop_together(procs: Sequence[Process], timeout_s: float = 30.0) -> None:
