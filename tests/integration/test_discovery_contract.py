@@ -138,7 +138,8 @@ async def test_hostile_address_is_returned_raw_for_the_core_to_refuse(
     consul.register(cluster, f"{cluster}-evil", "10.0.0.1\nserver.9=x", 2181)
     async with real(consul) as discovery:
         _, found = await discovery.instances(cluster)
-    assert found == [Instance(f"{cluster}-evil", found[0].node, "10.0.0.1\nserver.9=x", 2181)]
+    raw = Instance(f"{cluster}-evil", found[0].node, "10.0.0.1\nserver.9=x", 2181, health="passing")
+    assert found == [raw]  # health: the node's serfHealth, the worst (only) check it has
     consul.deregister(f"{cluster}-evil")
 
 
