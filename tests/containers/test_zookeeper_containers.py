@@ -1,13 +1,14 @@
 """ZooKeeper in real containers whose ENTRYPOINT is the agent (Dockerfile.glibc on the service
 image), formed through a real Consul agent on the host; and the Nomad prestart form played with
-two containers sharing a volume.
+two containers sharing a volume; and the agent supervising the server as the container's PID 1.
 
-Members bind 127.0.0.61-63 (the ensemble) and 127.0.0.64 (the prestart member) on the host
-network. A member's /conf, /data and /datalog are host directories owned by the image's user.
+Members bind 127.0.0.61-63 (the ensemble), .64 (the prestart member) and .68 (supervised; the Kafka containers use .65-.67) on the
+host network. A member's /conf, /data and /datalog are host directories owned by the image's user.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import uuid
 from collections.abc import Iterator
@@ -225,3 +226,77 @@ def test_prestart_renders_into_a_shared_volume_for_the_unchanged_image(
         assert proc_cmdline(server.pid1())[-1] == "/alloc/conf/zoo.cfg"
         assert proc_uid(server.pid1()) == SERVICE_UID, "the image's entrypoint dropped root"
         assert server.stop(timeout_s=30) == 128 + signal.SIGTERM
+
+
+def host_children(pid: int) -> list[tuple[int, str, list[str]]]:
+    """(pid, state, argv) of every host process whose parent is ``pid``."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text.rpartition(")")[2].split()  # after "(comm)": state, ppid, ...
+        if int(fields[1]) == pid:
+            child = int(stat.parent.name)
+            try:
+                argv = proc_cmdline(child)
+            except OSError:
+                argv = []
+            children.append((child, fields[0], argv))
+    return children
+
+
+def test_supervised_agent_is_pid1_reaps_orphans_and_forwards_sigterm(
+    images: Images, consul: ConsulAgent, cluster: str, tmp_path: Path
+) -> None:
+    """Proves supervise mode inside a real container: PID 1 is the agent with the server as its
+    child; processes the server's start script leaves behind are adopted by the agent and reaped
+    when they exit (no zombie stays); ``podman stop`` reaches the server through the agent, and
+    the container exits with the server's own code."""
+    host = "127.0.0.68"
+    volumes = {owned_dir(tmp_path / d): f"/{d}" for d in ("conf", "data", "datalog")}
+    # Two orphans per start: each subshell backgrounds a sleep and exits at once.
+    script = "(sleep 300 &); (sleep 300 &); exec zkServer.sh start-foreground"
+    args = [
+        "zookeeper",
+        "--cluster", cluster,
+        "--expect", "1",
+        "--address", host,
+        "--bind-address", host,
+        "--timeout", "60",
+        "--register",
+        "--supervise",
+        "--kill-timeout", "15",
+        "--",
+        "sh", "-c", script,
+    ]  # fmt: skip
+    with Container(
+        f"{cluster}-supervised",
+        images.zookeeper_agent,
+        args,
+        env={"CONSUL_HTTP_ADDR": consul.http_addr, **JVM_ENV},
+        volumes=volumes,
+        read_only=True,
+    ) as container:
+        container.start()
+
+        def serving() -> bool:
+            assert container.running(), container.logs()
+            return zk_mode(host, 2181) is not None
+
+        wait_until(serving, 120, "supervised server serving", 0.5)
+        pid1 = container.pid1()
+        assert "cluster-bootstrap" in " ".join(proc_cmdline(pid1)), proc_cmdline(pid1)
+        children = host_children(pid1)
+        assert any("QuorumPeerMain" in " ".join(argv) for _, _, argv in children), children
+        sleepers = [pid for pid, _, argv in children if argv[:1] == ["sleep"]]
+        assert len(sleepers) == 2, children  # orphans: their parent shell exited at once
+        for pid in sleepers:  # they die; only their parent, PID 1, can reap them
+            os.kill(pid, signal.SIGKILL)
+
+        def reaped() -> bool:
+            return not any(pid in sleepers for pid, _, _ in host_children(pid1))
+
+        wait_until(reaped, 15, "the killed orphans reaped by the agent", 0.2)
+        assert container.stop(timeout_s=30) == 143, container.logs()
