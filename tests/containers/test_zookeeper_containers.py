@@ -2,8 +2,9 @@
 image), formed through a real Consul agent on the host; and the Nomad prestart form played with
 two containers sharing a volume; and the agent supervising the server as the container's PID 1.
 
-Members bind 127.0.0.61-63 (the ensemble), .64 (the prestart member) and .68 (supervised; the Kafka containers use .65-.67) on the
-host network. A member's /conf, /data and /datalog are host directories owned by the image's user.
+Members bind 127.0.0.61-63 (the ensemble), .64 (the prestart member) and .68 (supervised; the
+Kafka containers use .65-.67) on the host network. A member's /conf, /data and /datalog are
+host directories owned by the image's user.
 """
 
 from __future__ import annotations
