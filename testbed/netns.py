@@ -212,14 +212,18 @@ class Network:
     def link(self, short: str, up: bool, timeout_s: float = 10.0) -> None:
         """Cut (or restore) a host's link at the router; the host keeps its addresses and routes.
 
-        Restoring returns once both ends are operationally up: the kernel reports a carrier
-        coming back up to a second late (linkwatch), and until then nothing passes.
+        Restoring returns once both ends and the subnet's bridge are operationally up: the
+        kernel reports a carrier coming back up to a second late (linkwatch), and until then
+        nothing passes. The bridge counts too: when a host's port is the only one on its
+        subnet, the bridge loses its carrier with it, and the router has no route to the
+        subnet until the bridge is up again (CI once reached the host too early without it).
         """
         host = self.hosts[short]
         ip("link", "set", host.router_port, "up" if up else "down", netns=self.router)
         end = time.monotonic() + timeout_s
         while up and not (
             "state UP" in ip("link", "show", host.router_port, netns=self.router)
+            and "state UP" in ip("link", "show", f"br-{host.subnet}", netns=self.router)
             and "state UP" in ip("link", "show", "eth0", netns=host.netns)
         ):
             if time.monotonic() > end:

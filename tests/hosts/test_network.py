@@ -41,6 +41,13 @@ def reaches(net: Network, src: str, dst: str) -> bool:
     return in_netns(net.hosts[src].netns, connect)
 
 
+def reaches_again(net: Network, src: str, dst: str, tries: int = 5) -> bool:
+    """``reaches`` within a few tries: after a link comes back, the first SYN can still meet
+    a neighbour entry that failed during the cut (ARP retries once a second, as the 1 s
+    connect timeout does), so one miss right after restoring is not a lost host."""
+    return any(reaches(net, src, dst) for _ in range(tries))
+
+
 def test_hosts_reach_each_other_across_subnets_and_nothing_outside(net: Network) -> None:
     """Every host reaches every other; the router is the only way out, and it leads nowhere."""
     for src in net.hosts:
@@ -62,7 +69,7 @@ def test_a_cut_link_hides_the_host_from_everyone_until_it_is_back(net: Network) 
         assert not reaches(net, "h1", "h2")
         assert not reaches(net, "h3", "h2")
         assert reaches(net, "h1", "h3")
-    assert reaches(net, "h1", "h2")
+    assert reaches_again(net, "h1", "h2")
 
 
 def test_a_partition_hides_two_hosts_from_each_other_only(net: Network) -> None:
@@ -71,4 +78,4 @@ def test_a_partition_hides_two_hosts_from_each_other_only(net: Network) -> None:
         assert not reaches(net, "h2", "h1")
         assert reaches(net, "h3", "h2")
         assert reaches(net, "h1", "h3")
-    assert reaches(net, "h1", "h2")
+    assert reaches_again(net, "h1", "h2")
