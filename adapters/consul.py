@@ -318,6 +318,14 @@ class ConsulDiscovery(DiscoveryPort):
             key,
         )
 
+    async def kv_delete(self, key: str, modify_index: int) -> bool:
+        return _bool_answer(
+            await self._call(
+                f"deleting KV {key!r}", lambda: self.client.kv.delete(key, cas=modify_index)
+            ),
+            key,
+        )
+
     async def register(self, registration: Registration) -> None:
         check = None
         if registration.check is not None:

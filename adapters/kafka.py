@@ -89,13 +89,14 @@ from adapters.images import (
     KAFKA_SHARED_CONFIG_DIR,
     kafka_not_honoured,
 )
-from adapters.kafka_voters import KafkaVoterChanges
+from adapters.kafka_voters import DIRECTORY_ID_PATTERN, KafkaVoterChanges
 from bootstrap.errors import (
     BootstrapError,
     CannotJoin,
     MemberIdError,
     PrepareError,
     RenderError,
+    VoterChangeError,
 )
 from bootstrap.log import log
 from bootstrap.model import (
@@ -122,7 +123,7 @@ from bootstrap.options import (
     id_range_options,
 )
 from bootstrap.ports import Group, Observation, ServicePort
-from bootstrap.voters import VoterChanges
+from bootstrap.voters import Voter, VoterChanges
 
 ID_RANGES = {
     frozenset({"controller"}): (1, 99),
@@ -381,6 +382,20 @@ class KafkaService(ServicePort):
         if not self.dynamic or CLUSTER_ID not in shared:
             return ""
         return directory_id(shared[CLUSTER_ID], member_id)
+
+    def own_voter(self, view: ClusterView) -> Voter:
+        """With its directory id as ``kafka-storage format`` wrote it in ``meta.properties``:
+        a voter is the pair (node id, directory id), and the joiner's is random."""
+        me = view.me
+        member = Member(view.member_id, me.address, me.ports, me.owner)
+        path = me.data_dir / "meta.properties"
+        try:
+            found = read_properties(path).get("directory.id", "")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise VoterChangeError(f"{path}: cannot read the directory id: {exc}") from exc
+        if not DIRECTORY_ID_PATTERN.fullmatch(found):
+            raise VoterChangeError(f"{path}: directory.id {found[:40]!r} is not a Kafka uuid")
+        return Voter(member, found)
 
     def joiner_form(self, view: ClusterView) -> str:
         if not self.dynamic:

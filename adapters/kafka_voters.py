@@ -53,7 +53,7 @@ QUORUM_TOOL_TIMEOUT_S = 60.0
 CAUGHT_UP_LAG = 100
 CONTROLLER_LABEL = "controller"
 # Kafka's text form of a UUID: 16 bytes in base64url without padding.
-_DIRECTORY_ID = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]")
+DIRECTORY_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]")  # 16 bytes, base64url
 _ADDED = re.compile(r"^Added controller (\d{1,6}) with directory id (\S+) ", re.MULTILINE)
 _ENDPOINT = re.compile(r"([A-Z][A-Z0-9_]*)://(\[[0-9A-Fa-f:.]+\]|[^:/\[\]]+):(\d{1,5})")
 # Refusals a retry can fix (Kafka's error classes, as the tool prints them).
@@ -156,7 +156,7 @@ class KafkaVoterChanges(VoterChanges):
         return self._refused("add-controller", voter, code, output)
 
     async def remove(self, voter: Voter, *, version: str) -> bool:
-        if not _DIRECTORY_ID.fullmatch(voter.directory_id):
+        if not DIRECTORY_ID_PATTERN.fullmatch(voter.directory_id):
             raise VoterChangeError(
                 f"controller {voter.member_id}: directory id {voter.directory_id[:40]!r} "
                 "is not a Kafka directory id"
@@ -331,7 +331,7 @@ def _voter(raw: Any, id_range: tuple[int, int], listener: str) -> Voter:
 
 
 def _directory_id(value: Any, origin: str) -> str:
-    if not isinstance(value, str) or not _DIRECTORY_ID.fullmatch(value):
+    if not isinstance(value, str) or not DIRECTORY_ID_PATTERN.fullmatch(value):
         raise VoterChangeError(f"{origin}: directory id {str(value)[:40]!r} is not a Kafka UUID")
     return value
 

@@ -22,9 +22,7 @@ missing afterwards on some member (lost). Printed, not asserted.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -37,71 +35,13 @@ from bootstrap.voters import Voter
 from testbed.consul import ConsulAgent
 from testbed.jvm import four_letter, peer_libs, zk_mode
 from testbed.procs import Process
-from testbed.zookeeper import PORTS, ZkEnsemble, host, start_joiner, static_config
+from testbed.zookeeper import PORTS, Writer, ZkEnsemble, host, start_joiner, static_config
 
 FIRST_HOST = 95  # 127.0.0.95-97 the ensemble, .98 the newcomer
 NEW = 4
-WRITE_EVERY_S = 0.1
 SETTLE_S = 3.0  # writes go on this long after the change, before they are checked
 TIMEOUT_S = 120.0
 ONLINE, ROLLING = "online reconfig (agent)", "rolling restart (by hand)"
-
-
-class Writer:
-    """One sequential znode every 100 ms through kazoo; acked names, ack times, failures."""
-
-    def __init__(self, hosts: str, path: str) -> None:
-        from kazoo.client import KazooClient
-
-        self.path = path
-        self.client = KazooClient(hosts=hosts, timeout=10.0)
-        self.acked: list[tuple[float, str]] = []
-        self.failed = 0
-        self.lost = 0  # acked writes missing afterwards (``count_lost``)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> None:
-        self.client.start(30)
-        self.client.ensure_path(self.path)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            began = time.monotonic()
-            try:
-                name = self.client.create(f"{self.path}/w-", b"x", sequence=True)
-                self.acked.append((time.monotonic(), name))
-            except Exception:  # every failure counts, whatever kazoo raised
-                self.failed += 1
-            self._stop.wait(max(0.0, WRITE_EVERY_S - (time.monotonic() - began)))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
-        self.client.stop()
-        self.client.close()
-
-    def longest_gap(self, since: float) -> float:
-        times = [t for t, _ in self.acked if t >= since - 1.0]
-        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
-
-    def count_lost(self, hosts: list[str]) -> None:
-        """Acked writes missing on the member that misses the most."""
-        from kazoo.client import KazooClient
-
-        acked = {name.rsplit("/", 1)[1] for _, name in self.acked}
-        worst = 0
-        for one in hosts:
-            client = KazooClient(hosts=one, timeout=10.0)
-            client.start(30)
-            try:
-                client.sync(self.path)
-                worst = max(worst, len(acked - set(client.get_children(self.path))))
-            finally:
-                client.stop()
-                client.close()
-        self.lost = worst
 
 
 def _wait(check: Callable[[], bool], what: str) -> None:

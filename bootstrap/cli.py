@@ -95,6 +95,13 @@ def _parser() -> argparse.ArgumentParser:
     day2.add_argument("--kill-timeout", help="seconds from SIGTERM to SIGKILL (default 30)")
     day2.add_argument("--on-change", help="signal:<NAME>, restart or none (default none)")
     day2.add_argument("--change-wait", help="quiet period MIN[:MAX] (default 2s, MAX 4 x MIN)")
+    day2.add_argument(
+        "--remove-after",
+        help="remove a voter whose registration is gone this long (default 10m; 0: never)",
+    )
+    day2.add_argument(
+        "--min-size", help="never remove a voter below this many live voters (default --expect)"
+    )
     own.add_argument(
         "--set",
         action="append",

@@ -7,6 +7,10 @@ applies ``--on-change`` after the quiet period, under the cluster lock (``bootst
 It returns the server's exit code. Nothing here ever stops the server because Consul is down
 or slow: every loop logs, backs off and catches up.
 
+A service that changes its voters online (``ServicePort.voter_changes``) also gets a
+``VoterKeeper`` (``bootstrap.keeper``): a joiner promoted, a moved voter re-added, a lost voter
+removed after ``--remove-after``, one change at a time under the same lock.
+
 ``watch_only`` is the same loop without a child (``cluster-bootstrap watch``): a sidecar that
 keeps the files of a server it cannot signal up to date.
 
@@ -27,6 +31,7 @@ from bootstrap.errors import BootstrapError, ConsulError
 from bootstrap.files import write_all
 from bootstrap.flow import Plan, Start, child_env
 from bootstrap.health import HealthReporter
+from bootstrap.keeper import VoterKeeper
 from bootstrap.lock import ClusterLock
 from bootstrap.log import log
 from bootstrap.model import Rendering
@@ -75,10 +80,15 @@ class Day2:
         self.health = HealthReporter(discovery, service, self.start.me, self.service_id)
         self.on_change = settings.on_change if child is not None else OnChange("none")
         self.reloads = 0
+        self.keeper: VoterKeeper | None = None
+        if child is not None and service.votes() and service.voter_changes(plan.view):
+            self.keeper = VoterKeeper(self.start, self.lock, plan.view.member_id)
 
     def notice(self, kind: str) -> None:
         if type(self.service).reloads_on_change:
             self.quiet.notice()
+        if self.keeper is not None:
+            self.keeper.notice()
 
     async def run(self) -> None:
         """The loops, until cancelled."""
@@ -92,6 +102,17 @@ class Day2:
             group.create_task(self._reload_loop())
             if self.settings.register:
                 group.create_task(self.health.run())
+            if self.keeper is not None:
+                group.create_task(self._keep_voters(self.keeper))
+
+    async def _keep_voters(self, keeper: VoterKeeper) -> None:
+        """The keeper, once this member's own server is healthy: a member whose server does
+        not serve yet neither asks to vote nor judges who is lost."""
+        while True:  # polled: the server's health is not an event anything could set
+            if await self.health.healthy():
+                break
+            await asyncio.sleep(SETTLE_CHECK_S * 4)
+        await keeper.run()
 
     async def _reload_loop(self) -> None:
         while True:

@@ -29,7 +29,7 @@ from bootstrap.model import (
 
 if TYPE_CHECKING:
     from bootstrap.options import OptionSet
-    from bootstrap.voters import VoterChanges
+    from bootstrap.voters import Voter, VoterChanges
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,10 @@ class DiscoveryPort(AsyncResource, abc.ABC):
     @abc.abstractmethod
     async def kv_replace(self, key: str, value: str, modify_index: int) -> bool:
         """Replace ``key`` only if unchanged since ``modify_index``. ``False``: lost the race."""
+
+    @abc.abstractmethod
+    async def kv_delete(self, key: str, modify_index: int) -> bool:
+        """Delete ``key`` only if unchanged since ``modify_index``. ``False``: lost the race."""
 
     @abc.abstractmethod
     async def register(self, registration: Registration) -> None:
@@ -302,6 +306,14 @@ class ServicePort(AsyncResource, abc.ABC):
         """What the roster records as voter ``member_id``'s directory id ("" by default; Kafka's
         dynamic quorum names each controller's metadata directory)."""
         return ""
+
+    def own_voter(self, view: ClusterView) -> Voter:
+        """This member as the voter it asks to become (a joiner) or to stay at its current
+        address (a moved member). Kafka adds the directory id its storage was formatted with."""
+        from bootstrap.voters import Voter  # voters imports ports: not at module level
+
+        me = view.me
+        return Voter(Member(view.member_id, me.address, me.ports, me.owner))
 
     def joiner_form(self, view: ClusterView) -> str:
         """How a member outside the roster (``view.joining``) starts, in a few words for the

@@ -61,17 +61,30 @@ def parse_on_change(value: Any) -> OnChange:
     )
 
 
-def _seconds(text: str) -> float:
+DEFAULT_REMOVE_AFTER_S = 600.0  # --remove-after: ten minutes
+
+
+def _seconds(text: str, most: float = 3600.0) -> float:
     text = text.strip()
     scale = 1.0
-    for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
+    for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
         if text.endswith(suffix):
             text, scale = text[: -len(suffix)], factor
             break
     number = float(text) * scale
-    if not 0 <= number <= 3600:
+    if not 0 <= number <= most:
         raise ValueError
     return number
+
+
+def parse_remove_after(value: Any) -> float:
+    """``--remove-after``: seconds (``600``, ``10m``, ``2h``, up to a week); 0 disables."""
+    try:
+        return _seconds(str(value), most=7 * 24 * 3600.0)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a duration of 0 (never) up to a week (e.g. 10m, 90s, 2h)"
+        ) from None
 
 
 def parse_change_wait(value: Any) -> ChangeWait:

@@ -51,11 +51,13 @@ from bootstrap.layers import (
 from bootstrap.model import valid_address, valid_port
 from bootstrap.reload import (
     DEFAULT_CHANGE_WAIT,
+    DEFAULT_REMOVE_AFTER_S,
     NO_ACTION,
     ChangeWait,
     OnChange,
     parse_change_wait,
     parse_on_change,
+    parse_remove_after,
 )
 
 # Moved to bootstrap.consul_settings and bootstrap.layers; importable from here as before.
@@ -93,6 +95,8 @@ OWN_KEYS = (
     "kill_timeout",
     "on_change",
     "change_wait",
+    "remove_after",
+    "min_size",
 )
 
 
@@ -135,6 +139,8 @@ class Settings:
     kill_timeout_s: float = 30.0
     on_change: OnChange = NO_ACTION
     change_wait: ChangeWait = DEFAULT_CHANGE_WAIT
+    remove_after_s: float = DEFAULT_REMOVE_AFTER_S  # 0: a lost voter is never removed
+    min_size: int | None = None  # the floor of voters a removal keeps; None: ``expect``
 
     def __post_init__(self) -> None:
         if self.expect < 1 or self.timeout_s <= 0:
@@ -222,6 +228,10 @@ def load_settings(
     kill_timeout_s = problems.convert(own.get("kill_timeout"), as_positive_float, 30.0)
     on_change = problems.convert(own.get("on_change"), parse_on_change, NO_ACTION)
     change_wait = problems.convert(own.get("change_wait"), parse_change_wait, DEFAULT_CHANGE_WAIT)
+    remove_after_s = problems.convert(
+        own.get("remove_after"), parse_remove_after, DEFAULT_REMOVE_AFTER_S
+    )
+    min_size = problems.convert(own.get("min_size"), as_positive_int, None)
     if problems.items:
         raise UsageError(problems.items)
     return Settings(
@@ -250,6 +260,8 @@ def load_settings(
         kill_timeout_s=kill_timeout_s,
         on_change=on_change,
         change_wait=change_wait,
+        remove_after_s=remove_after_s,
+        min_size=min_size,
     )
 
 

@@ -8,7 +8,9 @@ process the bed started *is* the ZooKeeper server afterwards (the agent is gone)
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -18,6 +20,7 @@ from testbed.jvm import FAST_START_JVM, zk_mode, zookeeper_command
 from testbed.procs import AGENT, Process, agent_args
 
 PORTS = {"client": 2181, "quorum": 2888, "election": 3888}
+WRITE_EVERY_S = 0.1
 
 
 def host(n: int, first_host: int = 11) -> str:
@@ -203,3 +206,60 @@ def start_joiner(
     command = with_server_jvmflags(zookeeper_command(zoo_cfg, d / "log", extra_jvm=FAST_START_JVM))
     flags = f"-Dzookeeper.DigestAuthenticationProvider.superDigest={digest}"
     return Process(command, d / "server.log", env={**os.environ, "SERVER_JVMFLAGS": flags})
+
+
+class Writer:
+    """One sequential znode every 100 ms through kazoo; acked names, ack times, failures."""
+
+    def __init__(self, hosts: str, path: str) -> None:
+        from kazoo.client import KazooClient
+
+        self.path = path
+        self.client = KazooClient(hosts=hosts, timeout=10.0)
+        self.acked: list[tuple[float, str]] = []
+        self.failed = 0
+        self.lost = 0  # acked writes missing afterwards (``count_lost``)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self.client.start(30)
+        self.client.ensure_path(self.path)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            began = time.monotonic()
+            try:
+                name = self.client.create(f"{self.path}/w-", b"x", sequence=True)
+                self.acked.append((time.monotonic(), name))
+            except Exception:  # every failure counts, whatever kazoo raised
+                self.failed += 1
+            self._stop.wait(max(0.0, WRITE_EVERY_S - (time.monotonic() - began)))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        self.client.stop()
+        self.client.close()
+
+    def longest_gap(self, since: float) -> float:
+        times = [t for t, _ in self.acked if t >= since - 1.0]
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+    def count_lost(self, hosts: list[str]) -> None:
+        """Acked writes missing on the member that misses the most."""
+        from kazoo.client import KazooClient
+
+        acked = {name.rsplit("/", 1)[1] for _, name in self.acked}
+        worst = 0
+        for one in hosts:
+            client = KazooClient(hosts=one, timeout=10.0)
+            client.start(30)
+            try:
+                client.sync(self.path)
+                worst = max(worst, len(acked - set(client.get_children(self.path))))
+            finally:
+                client.stop()
+                client.close()
+        self.lost = worst

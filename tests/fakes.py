@@ -100,6 +100,14 @@ class FakeDiscovery(DiscoveryPort):
         self.kv[key] = KVEntry(value, self._bump())
         return True
 
+    async def kv_delete(self, key: str, modify_index: int) -> bool:
+        await self._enter(0, 0)
+        if key not in self.kv or self.kv[key].modify_index != modify_index:
+            return False
+        del self.kv[key]
+        self._bump()
+        return True
+
     async def register(self, registration: Registration) -> None:
         await self._enter(0, 0)
         self.add_instance(

@@ -90,6 +90,23 @@ async def test_replace_needs_the_current_modify_index(
     assert (await discovery.kv_get(key)) == (await discovery.kv_list(key))[1][key]
 
 
+async def test_delete_needs_the_current_modify_index(
+    discovery: DiscoveryPort, cluster: str
+) -> None:
+    """Proves a CAS delete (a released id claim) with a stale ModifyIndex keeps the key and one
+    with the current index removes it."""
+    key = f"cb-test/{cluster}/ids/7"
+    assert await discovery.kv_create(key, "v1")
+    first = await discovery.kv_get(key)
+    assert first is not None
+    assert await discovery.kv_replace(key, "v2", first.modify_index)
+    assert not await discovery.kv_delete(key, first.modify_index)
+    current = await discovery.kv_get(key)
+    assert current is not None and current.value == "v2"
+    assert await discovery.kv_delete(key, current.modify_index)
+    assert await discovery.kv_get(key) is None
+
+
 async def test_missing_key_is_none_and_empty_prefix_is_empty(
     discovery: DiscoveryPort, cluster: str
 ) -> None:

@@ -1,0 +1,262 @@
+"""Day 2 voter changes in supervise mode: a joiner promoted, a moved voter re-added, a lost
+voter removed; one change at a time, through the service's ``VoterChanges``.
+
+Rules:
+
+- **One change at a time, cluster-wide.** Every change runs under the cluster lock and is
+  decided again there from fresh reads (the roster, the registrations, the service's committed
+  voters): what another member did while this one waited is never done twice.
+- **A member raises only itself.** A joiner asks to become a voter once the service says it has
+  caught up (``VoterChanges.caught_up``); a voter whose roster entry names another address (the
+  same Nomad alloc rescheduled on a new host, its disk moved with it) re-adds its own id with
+  the address it has now. Promotions come before removals, so a newcomer that arrives while a
+  lost voter is still listed votes first and the floor is never crossed on the way.
+- **Lost** means Consul's catalog (the servers' view, not this member's reach) has no
+  registration of the voter whose worst check is not critical. A voter lost for longer than
+  ``remove_after`` without a break (timed by each member from the moment it saw it lost) is
+  removed by a live voter, only if the remaining live voters are at least the floor
+  (``min_size``, default ``expect``) and a majority of the voters left. A partition that hides a
+  voter from some members only never removes it while Consul's servers still see it.
+- **The roster follows the service.** It changes only after the service committed (a
+  compare-and-set on the roster, tried again on a fresh read); a removed voter's id claim is
+  then released, so the id can be claimed again.
+- Nothing here stops the server. A conflict (``False`` from the port), a Consul error or a
+  refusal (``VoterChangeError``, one log line) is tried again later, with a backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Collection, Sequence
+
+from bootstrap.errors import BootstrapError, ConsulError, VoterChangeError
+from bootstrap.flow import Start
+from bootstrap.lock import ClusterLock
+from bootstrap.log import log
+from bootstrap.model import ClusterView
+from bootstrap.roster import Roster
+from bootstrap.voters import Voter, VoterChanges
+
+TICK_S = 2.0  # how often a pending change looks again (a joiner catching up, a lost voter's clock)
+BACKOFF_MAX_S = 30.0
+RECORD_TRIES = 5
+
+
+def removal_refused(
+    voter_ids: Collection[int], lost: int, live: Collection[int], floor: int
+) -> str:
+    """Why removing ``lost`` from ``voter_ids`` would be unsafe, or ``""`` when it is safe:
+    the live voters left must be at least ``floor`` and a majority of the voters left."""
+    left = [i for i in voter_ids if i != lost]
+    live_left = [i for i in left if i in live]
+    if len(live_left) < floor:
+        return (
+            f"{len(live_left)} live voters would be left, below the floor of {floor} (--min-size)"
+        )
+    if 2 * len(live_left) <= len(left):
+        return f"{len(live_left)} live voters of {len(left)} left would not be a majority"
+    return ""
+
+
+def same_voter(a: Voter, b: Voter) -> bool:
+    """The same id at the same address (and directory, where the service names one)."""
+    return (a.member_id, a.member.address) == (b.member_id, b.member.address) and (
+        not a.directory_id or not b.directory_id or a.directory_id == b.directory_id
+    )
+
+
+class VoterKeeper:
+    """The voter changes of one supervised member; ``notice()`` on every cluster change."""
+
+    def __init__(self, start: Start, lock: ClusterLock, member_id: int) -> None:
+        self.start = start
+        self.settings = start.settings
+        self.service = start.service
+        self.lock = lock
+        self.member_id = member_id
+        self.floor = self.settings.min_size or self.settings.expect
+        self.lost_since: dict[int, float] = {}
+        self.done: list[str] = []  # one line per change this member made (tests, the log)
+        self._wake = asyncio.Event()
+        self._said: set[str] = set()
+
+    def notice(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Look, act, wait for a change (or the next tick while something is pending)."""
+        delay = TICK_S
+        while True:
+            self._wake.clear()
+            try:
+                pending = await self.step()
+                delay = TICK_S
+            except ConsulError as exc:
+                self._once(f"voter changes: {exc}; trying again", warning=True)
+                pending, delay = True, min(delay * 2, BACKOFF_MAX_S)
+            except BootstrapError as exc:  # VoterChangeError, an untrusted value, ...
+                log.error("voter changes: %s; trying again in %.0fs", exc, delay)
+                pending, delay = True, min(delay * 2, BACKOFF_MAX_S)
+            if not pending:
+                await self._wake.wait()
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def step(self) -> bool:
+        """One look at the cluster and at most one change; ``True`` while something waits."""
+        roster = await self.start.rosters.read()
+        if roster is None:
+            return False  # not formed (or a member that never votes): nothing to keep
+        view = (await self.start.preview()).view
+        me = self.service.own_voter(view)
+        mine = roster.voter(self.member_id)
+        if mine is None or not same_voter(mine, me):
+            return await self._raise_me(view, me, moved=mine is not None)
+        live = await self.live() | {self.member_id}  # this member runs: it is not lost
+        lost = [voter for voter in roster.voters if voter.member_id not in live]
+        self._clock(roster, lost)
+        if not lost or not self.settings.remove_after_s:
+            return False
+        now = time.monotonic()
+        due = [
+            v for v in lost if now - self.lost_since[v.member_id] >= self.settings.remove_after_s
+        ]
+        if due:
+            await self._remove_lost(view, due[0])
+        return True
+
+    async def live(self) -> set[int]:
+        """Ids with a registration in Consul's catalog whose worst check is not critical."""
+        membership = self.start.membership
+        _, instances = await self.start.discovery.instances(self.settings.consul_service)
+        _, claims = await membership.read_claims()
+        found = membership.sort_out([i for i in instances if i.health != "critical"], claims)
+        return {member.member_id for member in found.members}
+
+    def _clock(self, roster: Roster, lost: Sequence[Voter]) -> None:
+        ids = {voter.member_id for voter in lost}
+        for member_id in sorted(set(self.lost_since) - ids):
+            del self.lost_since[member_id]
+            if roster.voter(member_id) is not None:  # else: removed, by this member or another
+                log.info("voter %d is back in Consul: it is not removed", member_id)
+        for voter in lost:
+            if voter.member_id not in self.lost_since:
+                self.lost_since[voter.member_id] = time.monotonic()
+                after = self.settings.remove_after_s
+                log.warning(
+                    "voter %d (%s) is not registered, or its check is critical: %s",
+                    voter.member_id,
+                    voter.member.address,
+                    f"removed after {after:.0f}s unless it is back"
+                    if after
+                    else "never removed (--remove-after 0)",
+                )
+
+    # -- the changes -------------------------------------------------------------------------
+
+    def _changes(self, view: ClusterView) -> VoterChanges:
+        changes = self.service.voter_changes(view)
+        if changes is None:
+            raise VoterChangeError(f"the {self.service.key} adapter cannot change voters online")
+        return changes
+
+    async def _raise_me(self, view: ClusterView, me: Voter, *, moved: bool) -> bool:
+        what = (
+            f"re-add id {me.member_id} at {me.member.address}"
+            if moved
+            else (f"add voter {me.member_id}")
+        )
+        async with self._changes(view) as changes:
+            if not moved and not await changes.caught_up(me.member_id):
+                self._once(f"id {me.member_id} waits to catch up before it asks to vote")
+                return True
+        async with self.lock.hold(what):
+            roster = await self.start.rosters.read()
+            if roster is None:
+                return True
+            mine = roster.voter(me.member_id)
+            if mine is not None and same_voter(mine, me):
+                return False  # done by an earlier attempt
+            async with self._changes(view) as changes:
+                committed = await changes.committed()
+                if not any(same_voter(v, me) for v in committed.voters) and not (
+                    await changes.add(me, version=committed.version)
+                ):
+                    log.info("%s: the service is busy with another change; later", what)
+                    return True
+            await self._record(
+                lambda voters: [v for v in voters if v.member_id != me.member_id] + [me]
+            )
+        self.done.append(what)
+        log.info("%s: done (the service committed it, then the roster)", what)
+        return False
+
+    async def _remove_lost(self, view: ClusterView, lost: Voter) -> None:
+        what = f"remove lost voter {lost.member_id}"
+        async with self.lock.hold(what):
+            roster = await self.start.rosters.read()
+            if roster is None or roster.voter(lost.member_id) is None:
+                self.lost_since.pop(lost.member_id, None)
+                return  # another member removed it while this one waited
+            live = await self.live()
+            if lost.member_id in live:
+                return
+            refused = removal_refused(roster.ids(), lost.member_id, live, self.floor)
+            if refused:
+                self._once(f"{what}: not now, {refused}", warning=True)
+                return
+            if not await self.remove(view, roster.voter(lost.member_id) or lost):
+                return
+        self.lost_since.pop(lost.member_id, None)
+        self.done.append(what)
+
+    async def remove(self, view: ClusterView, voter: Voter) -> bool:
+        """Take ``voter`` out: the service first, then the roster, then its claim. The caller
+        holds the lock and has checked the floor. ``False``: the service was busy."""
+        async with self._changes(view) as changes:
+            committed = await changes.committed()
+            if voter.member_id in committed.voter_ids() and not (
+                await changes.remove(voter, version=committed.version)
+            ):
+                log.info("removing voter %d: the service is busy; later", voter.member_id)
+                return False
+        await self._record(lambda voters: [v for v in voters if v.member_id != voter.member_id])
+        await self._release_claim(voter.member_id)
+        log.warning(
+            "removed voter %d (%s): the service committed it, then the roster; its id is free",
+            voter.member_id,
+            voter.member.address,
+        )
+        return True
+
+    async def _record(self, change: Callable[[Sequence[Voter]], list[Voter]]) -> None:
+        """Apply ``change`` to the roster's voters with a compare-and-set, on fresh reads."""
+        for _ in range(RECORD_TRIES):
+            roster = await self.start.rosters.read()
+            if roster is None:
+                break
+            voters = change(roster.voters)
+            if sorted((v.member_id, v.member.address) for v in voters) == [
+                (v.member_id, v.member.address) for v in roster.voters
+            ]:
+                return  # already recorded
+            if await self.start.rosters.replace(roster, voters):
+                return
+        raise ConsulError(
+            f"the roster kept changing under the lock ({RECORD_TRIES} tries); the service has "
+            "committed the change: the next look records it"
+        )
+
+    async def _release_claim(self, member_id: int) -> None:
+        key = self.start.membership.claim_key(member_id)
+        entry = await self.start.discovery.kv_get(key)
+        if entry is not None and not await self.start.discovery.kv_delete(key, entry.modify_index):
+            log.info("claim %s changed while it was released: kept", key)
+
+    def _once(self, line: str, *, warning: bool = False) -> None:
+        if line not in self._said:
+            self._said.add(line)
+            (log.warning if warning else log.info)("%s", line)

@@ -1,0 +1,158 @@
+"""ZooKeeper day 2 in supervise mode, on real ZooKeeper 3.9.5 and a real Consul agent: the
+members' agents promote joiners and remove lost voters online (``bootstrap.keeper``), one
+change at a time, while a client writes a sequential znode every 100 ms.
+
+Nomad's semantics are played by hand: a lost member's process group is killed and its
+registration removed. Members live on 127.0.0.121...
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from testbed.consul import ConsulAgent
+from testbed.procs import wait_until
+from testbed.zookeeper import Writer, ZkEnsemble
+from tests.integration.test_roster import lose, member_id, roster, roster_ids, server_view
+
+FIRST_HOST = 121
+REMOVE_AFTER_S = 3
+SUPERVISED = [
+    "--set",
+    "reconfig=true",
+    "--supervise",
+    "--register",
+    "--remove-after",
+    f"{REMOVE_AFTER_S}s",
+]
+TIMEOUT_S = 120
+
+
+def ensemble(consul: ConsulAgent, tmp_path: Path, cluster: str, size: int) -> ZkEnsemble:
+    return ZkEnsemble(
+        consul,
+        tmp_path,
+        size,
+        cluster,
+        SUPERVISED,
+        first_host=FIRST_HOST,
+        expect=3,
+        server_jvmflags=True,
+    )
+
+
+def agreed(zk: ZkEnsemble, consul: ConsulAgent, members: list[int]) -> list[int] | None:
+    """The roster's voters when every listed member's server runs exactly those, else None."""
+    ids = roster_ids(consul, zk.cluster)
+    try:
+        views = [server_view(zk.host(n))[0] for n in members]
+    except OSError:
+        return None
+    return ids if all(view == ids for view in views) else None
+
+
+def writing(zk: ZkEnsemble, members: list[int]) -> Writer:
+    writer = Writer(",".join(f"{zk.host(n)}:2181" for n in members), f"/{zk.cluster}")
+    writer.start()
+    return writer
+
+
+def test_zookeeper_grows_3_to_5_and_shrinks_back_online(
+    consul: ConsulAgent, cluster: str, tmp_path: Path
+) -> None:
+    """Proves two newcomers started together become voters one after the other (roster
+    versions 2 and 3) and every server runs the roster's 5 voters; then, both stopped for good,
+    they are removed one after the other after --remove-after (versions 4 and 5), never below
+    the floor of 3; no acknowledged write is lost on any member."""
+    with ensemble(consul, tmp_path, cluster, 5) as zk:
+        for n in (1, 2, 3):
+            zk.start(n)
+        zk.wait_quorum()
+        writer = writing(zk, [1, 2, 3])
+        try:
+            zk.start(4)
+            zk.start(5)
+            wait_until(
+                lambda: (
+                    _ids_on_disk(zk, 5)
+                    and agreed(zk, consul, [1, 2, 3, 4, 5])
+                    == sorted(member_id(zk, n) for n in range(1, 6))
+                ),
+                TIMEOUT_S,
+                "5 voters in the roster and on every server",
+            )
+            five = roster_ids(consul, cluster)
+            assert len(five) == 5 and roster(consul, cluster)["version"] == 3
+            promoted = _log_lines(zk, [4, 5], ": done (the service committed it")
+            assert len(promoted) == 2, promoted
+
+            gone = [member_id(zk, n) for n in (4, 5)]
+            lose(zk, 4)
+            lose(zk, 5)
+            three = [i for i in five if i not in gone]
+            wait_until(
+                lambda: agreed(zk, consul, [1, 2, 3]) == three,
+                TIMEOUT_S,
+                "the two lost voters removed",
+            )
+            assert roster(consul, cluster)["version"] == 5
+            removed = _log_lines(zk, [1, 2, 3], "removed voter")
+            assert sorted(
+                int(line.split("removed voter ")[1].split()[0]) for line in removed
+            ) == sorted(gone)
+            for lost in gone:
+                status, _ = consul.request("GET", f"/v1/kv/cluster-bootstrap/{cluster}/ids/{lost}")
+                assert status == 404, f"claim {lost} not released"
+            time.sleep(1.0)  # writes go on after the last change
+        finally:
+            writer.stop()
+        writer.count_lost([zk.host(n) for n in (1, 2, 3)])
+        assert writer.lost == 0 and len(writer.acked) > 50, (writer.lost, len(writer.acked))
+
+
+def test_a_lost_voter_stays_at_the_floor_until_a_newcomer_votes(
+    consul: ConsulAgent, cluster: str, tmp_path: Path
+) -> None:
+    """Proves a lost voter of three is kept past --remove-after (the floor is 3), a newcomer on
+    another address with an empty disk joins and becomes a voter first, and only then is the
+    lost one removed: back to 3 live voters, every server agreeing with the roster."""
+    with ensemble(consul, tmp_path, cluster, 4) as zk:
+        for n in (1, 2, 3):
+            zk.start(n)
+        zk.wait_quorum()
+        writer = writing(zk, [1, 2])
+        try:
+            lost = member_id(zk, 3)
+            lose(zk, 3)
+            time.sleep(REMOVE_AFTER_S * 3)
+            assert lost in roster_ids(consul, cluster)
+            refusals = _log_lines(zk, [1, 2], f"remove lost voter {lost}: not now")
+            assert refusals and "below the floor of 3" in refusals[0], refusals
+            zk.start(4)
+            wait_until(
+                lambda: (
+                    _ids_on_disk(zk, 4)
+                    and agreed(zk, consul, [1, 2, 4]) == sorted(member_id(zk, n) for n in (1, 2, 4))
+                ),
+                TIMEOUT_S,
+                "the newcomer in, the lost voter out",
+            )
+            assert roster(consul, cluster)["version"] == 3  # added, then removed
+        finally:
+            writer.stop()
+        writer.count_lost([zk.host(n) for n in (1, 2, 4)])
+        assert writer.lost == 0
+
+
+def _ids_on_disk(zk: ZkEnsemble, size: int) -> bool:
+    return all((zk.member_dir(n) / "data" / "myid").exists() for n in range(1, size + 1))
+
+
+def _log_lines(zk: ZkEnsemble, members: list[int], needle: str) -> list[str]:
+    return [
+        line
+        for n in members
+        for line in (zk.member_dir(n) / "member.log").read_text(errors="replace").splitlines()
+        if needle in line
+    ]

@@ -1,0 +1,286 @@
+"""The voter keeper over fakes: a joiner promoted once it caught up, a moved voter re-added, a
+lost voter removed after --remove-after and only above the floor, one change at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from bootstrap.day2 import Day2
+from bootstrap.deadline import Deadline
+from bootstrap.flow import Plan, Start
+from bootstrap.keeper import VoterKeeper, removal_refused
+from bootstrap.lock import ClusterLock
+from bootstrap.model import ClusterView, Instance
+from bootstrap.roster import Rosters
+from bootstrap.settings import Settings
+from bootstrap.voters import Committed, Voter, VoterChanges
+from tests.fakes import FakeDiscovery, ListService
+from tests.unit.test_flow import settings_for
+
+ROSTER = "cluster-bootstrap/c1/roster"
+
+
+@dataclasses.dataclass
+class Ensemble:
+    """What the fake service has committed, shared by every member's handle."""
+
+    voters: dict[int, Voter] = dataclasses.field(default_factory=dict)
+    version: int = 1
+    caught_up: set[int] = dataclasses.field(default_factory=set)
+    busy: int = 0  # the next N changes are refused as conflicts
+    changes: list[str] = dataclasses.field(default_factory=list)
+
+
+class FakeVoters(VoterChanges):
+    def __init__(self, ensemble: Ensemble) -> None:
+        self.ensemble = ensemble
+
+    async def committed(self) -> Committed:
+        voters = tuple(sorted(self.ensemble.voters.values(), key=lambda v: v.member_id))
+        return Committed(voters, (), format(self.ensemble.version, "x"))
+
+    async def caught_up(self, member_id: int) -> bool:
+        return member_id in self.ensemble.caught_up
+
+    async def add(self, voter: Voter, *, version: str) -> bool:
+        return self._change(version, f"add {voter.member_id}={voter.member.address}", voter)
+
+    async def remove(self, voter: Voter, *, version: str) -> bool:
+        return self._change(version, f"remove {voter.member_id}", None, voter.member_id)
+
+    def _change(self, version: str, what: str, voter: Voter | None, gone: int = 0) -> bool:
+        if self.ensemble.busy:
+            self.ensemble.busy -= 1
+            return False
+        if int(version, 16) != self.ensemble.version:
+            return False
+        if voter is not None:
+            self.ensemble.voters[voter.member_id] = voter
+        else:
+            del self.ensemble.voters[gone]
+        self.ensemble.version += 1
+        self.ensemble.changes.append(what)
+        return True
+
+
+class VotingList(ListService):
+    def __init__(self, ensemble: Ensemble) -> None:
+        super().__init__()
+        self.ensemble = ensemble
+
+    def voter_changes(self, view: ClusterView) -> VoterChanges | None:
+        return FakeVoters(self.ensemble)
+
+
+async def formed(tmp_path: Path, fake: FakeDiscovery, ensemble: Ensemble, size: int = 3) -> None:
+    """``size`` members formed through the fake (roster written), the service agreeing."""
+    starts = [
+        Start(settings_for(tmp_path, n, expect=size), fake, VotingList(ensemble), Deadline(5))
+        for n in range(1, size + 1)
+    ]
+    await asyncio.gather(*(start.plan() for start in starts))
+    roster = await starts[0].rosters.read()
+    assert roster is not None
+    ensemble.voters = {v.member_id: v for v in roster.voters}
+
+
+async def keeper_of(
+    tmp_path: Path, fake: FakeDiscovery, ensemble: Ensemble, n: int, **over: object
+) -> VoterKeeper:
+    """Member n started (a joiner when it is outside the roster) and its keeper."""
+    settings = settings_for(tmp_path, n, expect=3, **over)
+    start = Start(settings, fake, VotingList(ensemble), Deadline(5))
+    plan = await start.plan()
+    lock = ClusterLock(fake, "cluster-bootstrap/c1/lock", settings.member_name)
+    return VoterKeeper(start, lock, plan.view.member_id)
+
+
+async def roster_ids(fake: FakeDiscovery) -> list[int]:
+    roster = await Rosters(
+        fake, prefix="cluster-bootstrap/c1", port_labels=ListService.port_labels, id_range=(1, 255)
+    ).read()
+    assert roster is not None
+    return roster.ids()
+
+
+async def lose(fake: FakeDiscovery, member_id: int) -> None:
+    """Member ``member_id`` is gone: its registration removed, as Nomad does."""
+    await fake.deregister(f"c1-{member_id}")
+
+
+def lost_long_ago(keeper: VoterKeeper, member_id: int) -> None:
+    keeper.lost_since[member_id] = -1e9
+
+
+@pytest.mark.parametrize(
+    ("voters", "lost", "live", "floor", "refused"),
+    [
+        ([1, 2, 3], 3, {1, 2}, 3, "below the floor of 3"),
+        ([1, 2, 3], 3, {1, 2}, 2, ""),
+        ([1, 2, 3, 4, 5], 5, {1, 2, 3}, 3, ""),
+        ([1, 2, 3, 4], 4, {1, 2, 3}, 3, ""),
+        ([1, 2, 3, 4, 5], 5, {1, 2}, 1, "would not be a majority"),
+        ([1, 2, 3, 4], 4, {1}, 1, "would not be a majority"),
+    ],
+)
+def test_removal_keeps_the_floor_and_a_majority(
+    voters: list[int], lost: int, live: set[int], floor: int, refused: str
+) -> None:
+    """Proves the removal rule: live voters left >= floor and a majority of those left."""
+    reason = removal_refused(voters, lost, live, floor)
+    assert (refused in reason and reason) if refused else reason == ""
+
+
+async def test_a_joiner_becomes_a_voter_only_once_caught_up(tmp_path: Path) -> None:
+    """Proves a joiner waits while the service says it has not caught up, then is added by the
+    service first and the roster after, under the lock, which it leaves free."""
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble)
+    keeper = await keeper_of(tmp_path, fake, ensemble, 4)
+    assert keeper.member_id == 4
+    assert await keeper.step() is True
+    assert ensemble.changes == [] and await roster_ids(fake) == [1, 2, 3]
+    ensemble.caught_up.add(4)
+    assert await keeper.step() is False
+    assert ensemble.changes == ["add 4=127.0.0.14"]
+    assert await roster_ids(fake) == [1, 2, 3, 4]
+    assert fake.kv["cluster-bootstrap/c1/lock"].session is None
+    assert await keeper.step() is False and len(ensemble.changes) == 1  # nothing more to do
+
+
+async def test_a_busy_service_is_asked_again_and_the_roster_waits_for_it(tmp_path: Path) -> None:
+    """Proves a conflict (another change in progress) changes nothing and is tried again."""
+    fake, ensemble = FakeDiscovery(), Ensemble(caught_up={4})
+    await formed(tmp_path, fake, ensemble)
+    keeper = await keeper_of(tmp_path, fake, ensemble, 4)
+    ensemble.busy = 1
+    assert await keeper.step() is True
+    assert await roster_ids(fake) == [1, 2, 3] and 4 not in ensemble.voters
+    assert await keeper.step() is False
+    assert await roster_ids(fake) == [1, 2, 3, 4]
+
+
+async def test_a_change_the_service_committed_but_the_roster_missed_is_recorded(
+    tmp_path: Path,
+) -> None:
+    """Proves an add that got through before the roster was written is not asked twice."""
+    fake, ensemble = FakeDiscovery(), Ensemble(caught_up={4})
+    await formed(tmp_path, fake, ensemble)
+    keeper = await keeper_of(tmp_path, fake, ensemble, 4)
+    me = keeper.service.own_voter((await keeper.start.preview()).view)
+    ensemble.voters[4] = me
+    assert await keeper.step() is False
+    assert ensemble.changes == [] and await roster_ids(fake) == [1, 2, 3, 4]
+
+
+async def test_a_moved_voter_re_adds_its_own_id_at_its_new_address(tmp_path: Path) -> None:
+    """Proves a roster voter whose address changed asks the service to move it, same id."""
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble)
+    keeper = await keeper_of(tmp_path, fake, ensemble, 3, address="127.0.0.23")
+    assert keeper.member_id == 3
+    assert await keeper.step() is False
+    assert ensemble.changes == ["add 3=127.0.0.23"]
+    roster = await keeper.start.rosters.read()
+    assert roster is not None and roster.ids() == [1, 2, 3]
+    assert (voter := roster.voter(3)) is not None and voter.member.address == "127.0.0.23"
+
+
+async def test_a_lost_voter_is_removed_after_remove_after_above_the_floor(tmp_path: Path) -> None:
+    """Proves a voter without a registration is kept until --remove-after, then removed by the
+    service, the roster and its claim, when the floor allows (min-size 2 of 3)."""
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble)
+    keeper = await keeper_of(tmp_path, fake, ensemble, 1, min_size=2, remove_after_s=600.0)
+    await lose(fake, 3)
+    assert await keeper.step() is True
+    assert 3 in keeper.lost_since and ensemble.changes == []
+    lost_long_ago(keeper, 3)
+    await keeper.step()
+    assert ensemble.changes == ["remove 3"]
+    assert await roster_ids(fake) == [1, 2]
+    assert "cluster-bootstrap/c1/ids/3" not in fake.kv
+    assert keeper.done == ["remove lost voter 3"]
+
+
+async def test_the_floor_keeps_a_lost_voter_and_zero_never_removes(tmp_path: Path) -> None:
+    """Proves the default floor (--expect 3) keeps the third voter of three, and that
+    --remove-after 0 never removes anyone."""
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble)
+    floor = await keeper_of(tmp_path, fake, ensemble, 1)
+    never = await keeper_of(tmp_path, fake, ensemble, 2, min_size=1, remove_after_s=0.0)
+    await lose(fake, 3)
+    for keeper in (floor, never):
+        await keeper.step()
+        lost_long_ago(keeper, 3)
+        await keeper.step()
+    assert ensemble.changes == [] and await roster_ids(fake) == [1, 2, 3]
+
+
+async def test_a_critical_registration_is_lost_and_one_that_comes_back_is_not(
+    tmp_path: Path,
+) -> None:
+    """Proves the catalog's worst check decides: critical counts as lost, passing again resets
+    the clock (a partition Consul's servers do not see never removes anyone)."""
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble)
+    keeper = await keeper_of(tmp_path, fake, ensemble, 1, min_size=2)
+    instance = fake.services["c1-3"]
+    critical = dataclasses.replace(instance, health="critical")
+    put_back(fake, critical)
+    await keeper.step()
+    assert 3 in keeper.lost_since
+    put_back(fake, dataclasses.replace(instance, health="passing"))
+    await keeper.step()
+    assert keeper.lost_since == {} and ensemble.changes == []
+
+
+def put_back(fake: FakeDiscovery, instance: Instance) -> None:
+    fake.services.pop(instance.service_id)
+    fake.add_instance("c1", instance)
+
+
+async def test_two_members_remove_a_lost_voter_once(tmp_path: Path) -> None:
+    """Proves two members whose clocks ran out at once remove it once: the second decides
+    again under the lock and finds it gone."""
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble, size=4)
+    keepers = [await keeper_of(tmp_path, fake, ensemble, n, min_size=2) for n in (1, 2)]
+    await lose(fake, 4)
+    for keeper in keepers:
+        await keeper.step()
+        lost_long_ago(keeper, 4)
+    await asyncio.gather(*(keeper.step() for keeper in keepers))
+    assert ensemble.changes == ["remove 4"]
+    assert sum(len(k.done) for k in keepers) == 1
+    roster = await keepers[0].start.rosters.read()
+    assert roster is not None and roster.ids() == [1, 2, 3] and roster.version == 2
+
+
+async def test_only_a_supervised_member_of_a_voting_service_keeps_voters(tmp_path: Path) -> None:
+    """Proves the keeper runs in supervise mode for a service with online voter changes, and
+    not for the watch-only sidecar or a service without them."""
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    settings: Settings = settings_for(tmp_path, 1, expect=1)
+    start = Start(settings, fake, VotingList(ensemble), Deadline(5))
+    plan: Plan = await start.plan()
+    child = object()
+    assert Day2(settings, fake, VotingList(ensemble), plan, child).keeper is not None  # type: ignore[arg-type]
+    assert Day2(settings, fake, VotingList(ensemble), plan, None).keeper is None
+    assert Day2(settings, fake, ListService(), plan, child).keeper is None  # type: ignore[arg-type]
+
+
+async def test_a_member_never_counts_itself_lost(tmp_path: Path) -> None:
+    """Proves a member whose own registration is missing (or still critical at its start) does
+    not start the clock on itself: it runs, so it is not lost."""
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble)
+    keeper = await keeper_of(tmp_path, fake, ensemble, 1, min_size=1)
+    await lose(fake, 1)
+    assert await keeper.step() is False
+    assert keeper.lost_since == {}
