@@ -58,6 +58,8 @@ def main(
             return asyncio.run(_health(settings, env))
         if request.action == "status":
             return asyncio.run(_status(request, settings, env, discovery))
+        if request.action == "remove":
+            return asyncio.run(_remove(request, settings, env, discovery))
         program = resolve_command(settings.command, env) if request.action == "run" else ""
         if settings.supervise and request.action in ("run", "watch"):
             return asyncio.run(_day2(request, settings, program, env, discovery))
@@ -98,7 +100,7 @@ def _settings(request: cli.Request, env: Mapping[str, str]) -> Settings:
         env,
         request.flags,
         require_expect=request.action not in ("health", "status"),
-        require_address=request.action != "status",
+        require_address=request.action not in ("status", "remove"),
     )
 
 
@@ -167,6 +169,31 @@ async def _status(
     else:
         print(report.text(), end="")
     return 1 if report.disagreements else 0
+
+
+async def _remove(
+    request: cli.Request,
+    settings: Settings,
+    env: Mapping[str, str],
+    discovery_factory: DiscoveryFactory,
+) -> int:
+    """``remove SERVICE --id N``: one voter out, online, with supervise mode's checks."""
+    from bootstrap.keeper import VoterKeeper
+    from bootstrap.lock import ClusterLock
+
+    assert request.member_id is not None  # cli.parse checked it
+    deadline = Deadline(settings.timeout_s)
+    service = service_class(settings.service)(settings.options, env)
+    async with discovery_factory(settings.consul, deadline) as discovery, service:
+        start = Start(settings, discovery, service, deadline)
+        holder = f"{settings.member_name} (remove by hand)"
+        lock = ClusterLock(discovery, f"{settings.cluster_prefix}/lock", holder)
+        keeper = VoterKeeper(start, lock, request.member_id)
+        await keeper.remove_by_hand(
+            request.member_id, force=request.force, deadline_s=settings.timeout_s
+        )
+    print(f"removed voter {request.member_id} from cluster {settings.cluster!r}")
+    return 0
 
 
 async def _health(settings: Settings, env: Mapping[str, str]) -> int:

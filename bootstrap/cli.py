@@ -10,6 +10,7 @@
     cluster-bootstrap run SERVICE --supervise [options] -- COMMAND   (the agent stays as PID 1)
     cluster-bootstrap watch SERVICE [options]       (render, then keep the files up to date)
     cluster-bootstrap status SERVICE [--json] [options]  (exit 0 all agree, 1 a disagreement)
+    cluster-bootstrap remove SERVICE --id N [--force] [options]  (a voter out, online)
 
 A wrong flag is a ``UsageError`` (one line, exit 2), never argparse's usage dump.
 """
@@ -24,7 +25,7 @@ from typing import NoReturn
 from bootstrap.errors import UsageError
 from bootstrap.settings import CONSUL_ENV, OWN_KEYS, Flags
 
-SUBCOMMANDS = ("run", "render", "discover", "doctor", "health", "watch", "status")
+SUBCOMMANDS = ("run", "render", "discover", "doctor", "health", "watch", "status", "remove")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Request:
     flags: Flags
     dry_run: bool = False
     json: bool = False
+    member_id: int | None = None  # remove: the voter to take out
+    force: bool = False  # remove: even when the floor or the majority check refuses
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML settings file")
     parser.add_argument("--dry-run", action="store_true", help="render: print, change nothing")
     parser.add_argument("--json", action="store_true", help="status: print JSON")
+    parser.add_argument("--id", dest="member_id", help="remove: the voter's member id")
+    parser.add_argument(
+        "--force", action="store_true", help="remove: even below --min-size or a majority"
+    )
     parser.add_argument("--debug", action="store_true", help="tracebacks and debug lines")
     own = parser.add_argument_group("member and cluster")
     own.add_argument("--cluster", help="cluster name (KV namespace; default: the service key)")
@@ -161,4 +168,11 @@ def parse(argv: Sequence[str]) -> Request:
         raise UsageError("--dry-run goes with render")
     if ns.json and ns.action != "status":
         raise UsageError("--json goes with status")
-    return Request(ns.action, ns.target, command, flags, ns.dry_run, ns.json)
+    member_id = None
+    if ns.action == "remove":
+        if ns.member_id is None or not ns.member_id.isdigit():
+            raise UsageError(f"remove needs --id N, a member id (got {ns.member_id!r})")
+        member_id = int(ns.member_id)
+    elif ns.member_id is not None or ns.force:
+        raise UsageError("--id and --force go with remove")
+    return Request(ns.action, ns.target, command, flags, ns.dry_run, ns.json, member_id, ns.force)

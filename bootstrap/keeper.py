@@ -113,6 +113,8 @@ class VoterKeeper:
         view = (await self.start.preview()).view
         me = self.service.own_voter(view)
         mine = roster.voter(self.member_id)
+        if mine is None and not await self._still_mine():
+            return False
         if mine is None or not same_voter(mine, me):
             return await self._raise_me(view, me, moved=mine is not None)
         live = await self.live() | {self.member_id}  # this member runs: it is not lost
@@ -127,6 +129,22 @@ class VoterKeeper:
         if due:
             await self._remove_lost(view, due[0])
         return True
+
+    async def _still_mine(self) -> bool:
+        """Whether this member's id claim is still its own. A voter removed by another member
+        (lost too long, or ``remove`` by hand) has its claim released: it does not ask to vote
+        again while it runs, which would undo the removal; a restart claims an id and joins anew.
+        """
+        _, claims = await self.start.membership.read_claims()
+        claim = claims.by_id.get(self.member_id)
+        if claim is not None and claim[0].owner == self.settings.member_name:
+            return True
+        self._once(
+            f"id {self.member_id} was removed from the cluster (its claim is released): this "
+            "member does not ask to vote again; restart it to join anew",
+            warning=True,
+        )
+        return False
 
     async def live(self) -> set[int]:
         """Ids with a registration in Consul's catalog whose worst check is not critical."""
@@ -160,7 +178,9 @@ class VoterKeeper:
     def _changes(self, view: ClusterView) -> VoterChanges:
         changes = self.service.voter_changes(view)
         if changes is None:
-            raise VoterChangeError(f"the {self.service.key} adapter cannot change voters online")
+            raise VoterChangeError(
+                f"the {self.service.key} adapter, as configured, cannot change voters online"
+            )
         return changes
 
     async def _raise_me(self, view: ClusterView, me: Voter, *, moved: bool) -> bool:
@@ -212,6 +232,36 @@ class VoterKeeper:
                 return
         self.lost_since.pop(lost.member_id, None)
         self.done.append(what)
+
+    async def remove_by_hand(self, member_id: int, *, force: bool, deadline_s: float) -> None:
+        """``cluster-bootstrap remove SERVICE --id N``: the same removal now, for a planned
+        scale-in, with the same checks (the member need not be lost: it does not count as
+        live). ``force`` removes it even when the checks refuse. Raises ``VoterChangeError``."""
+        async with self.lock.hold(f"remove voter {member_id} by hand"):
+            roster = await self.start.rosters.read()
+            voter = roster.voter(member_id) if roster is not None else None
+            if roster is None or voter is None:
+                voters = ", ".join(map(str, roster.ids())) if roster else "none: not formed"
+                raise VoterChangeError(f"id {member_id} is not a voter (roster voters: {voters})")
+            live = await self.live() - {member_id}
+            refused = removal_refused(roster.ids(), member_id, live, self.floor)
+            if refused and not force:
+                raise VoterChangeError(
+                    f"removing voter {member_id} refused: {refused}; --force removes it anyway"
+                )
+            if refused:
+                log.warning("removing voter %d with --force although %s", member_id, refused)
+            shared = await self.start.shared_values(create=False)
+            settings = self.settings
+            view = ClusterView(self.start.me, member_id, roster.members(), shared, settings.options)
+            end = time.monotonic() + deadline_s
+            while not await self.remove(view, voter):
+                if time.monotonic() > end:
+                    raise VoterChangeError(
+                        f"removing voter {member_id}: the service stayed busy with other "
+                        f"changes for {deadline_s:.0f}s"
+                    )
+                await asyncio.sleep(TICK_S)
 
     async def remove(self, view: ClusterView, voter: Voter) -> bool:
         """Take ``voter`` out: the service first, then the roster, then its claim. The caller

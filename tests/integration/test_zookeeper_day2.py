@@ -14,6 +14,7 @@ from pathlib import Path
 from testbed.consul import ConsulAgent
 from testbed.procs import wait_until
 from testbed.zookeeper import Writer, ZkEnsemble
+from tests.integration.conftest import run_agent
 from tests.integration.test_roster import lose, member_id, roster, roster_ids, server_view
 
 FIRST_HOST = 121
@@ -143,6 +144,36 @@ def test_a_lost_voter_stays_at_the_floor_until_a_newcomer_votes(
             writer.stop()
         writer.count_lost([zk.host(n) for n in (1, 2, 4)])
         assert writer.lost == 0
+
+
+def test_remove_by_hand_keeps_the_floor(consul: ConsulAgent, cluster: str, tmp_path: Path) -> None:
+    """Proves ``remove zookeeper --id N`` takes a live voter out online when the floor allows
+    (4 -> 3; its own agent does not ask to vote again), and refuses the next one (exit 11, one
+    line naming the floor and --force) without changing anything."""
+    with ensemble(consul, tmp_path, cluster, 4) as zk:
+        for n in (1, 2, 3):
+            zk.start(n)
+        zk.wait_quorum()
+        zk.start(4)
+        wait_until(
+            lambda: _ids_on_disk(zk, 4) and len(agreed(zk, consul, [1, 2, 3, 4]) or []) == 4,
+            TIMEOUT_S,
+            "the 4th member a voter",
+        )
+        remove = ["remove", "zookeeper", "--cluster", cluster, "--expect", "3", *SUPERVISED[:2]]
+        fourth = member_id(zk, 4)
+        done = run_agent([*remove, "--id", str(fourth)], consul.env())
+        assert done.code == 0, done.stderr
+        three = sorted(member_id(zk, n) for n in (1, 2, 3))
+        assert agreed(zk, consul, [1, 2, 3]) == three
+        time.sleep(REMOVE_AFTER_S)  # the removed member's agent keeps running, and looks again
+        assert roster_ids(consul, cluster) == three
+        assert _log_lines(zk, [4], "does not ask to vote again")
+        refused = run_agent([*remove, "--id", str(member_id(zk, 1))], consul.env())
+        assert refused.code == 11, refused.stderr
+        errors = [line for line in refused.stderr.splitlines() if "error:" in line]
+        assert len(errors) == 1 and "below the floor of 3" in errors[0], refused.stderr
+        assert agreed(zk, consul, [1, 2, 3]) == three
 
 
 def _ids_on_disk(zk: ZkEnsemble, size: int) -> bool:

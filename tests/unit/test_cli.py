@@ -50,3 +50,18 @@ def test_only_arguments_before_the_separator_are_the_agents() -> None:
 
     assert split_command(["zk", "--", "echo", "--debug"]) == (["zk"], ("echo", "--debug"))
     assert split_command(["zk", "--debug"]) == (["zk", "--debug"], ())
+
+
+def test_remove_takes_an_id_and_force() -> None:
+    """Proves ``remove SERVICE --id N [--force]`` parses, and the flags stay with remove."""
+    request = parse(["remove", "zookeeper", "--id", "4", "--force", "--expect", "3"])
+    assert (request.action, request.member_id, request.force) == ("remove", 4, True)
+    assert parse(["remove", "zookeeper", "--id", "2"]).force is False
+    for argv, message in (
+        (["remove", "zookeeper"], "remove needs --id N"),
+        (["remove", "zookeeper", "--id", "x"], "remove needs --id N"),
+        (["status", "zookeeper", "--id", "3"], "--id and --force go with remove"),
+        (["render", "zookeeper", "--force"], "--id and --force go with remove"),
+    ):
+        with pytest.raises(UsageError, match=message):
+            parse(argv)

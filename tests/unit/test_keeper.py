@@ -11,6 +11,7 @@ import pytest
 
 from bootstrap.day2 import Day2
 from bootstrap.deadline import Deadline
+from bootstrap.errors import VoterChangeError
 from bootstrap.flow import Plan, Start
 from bootstrap.keeper import VoterKeeper, removal_refused
 from bootstrap.lock import ClusterLock
@@ -284,3 +285,30 @@ async def test_a_member_never_counts_itself_lost(tmp_path: Path) -> None:
     await lose(fake, 1)
     assert await keeper.step() is False
     assert keeper.lost_since == {}
+
+
+async def test_remove_by_hand_keeps_the_floor_unless_forced(tmp_path: Path) -> None:
+    """Proves ``remove --id`` of a live voter is refused when the live voters left would be
+    below the floor, done with --force, and the removed member does not ask to vote again."""
+    fake, ensemble = FakeDiscovery(), Ensemble(caught_up={1, 2, 3})
+    await formed(tmp_path, fake, ensemble)
+    removed = await keeper_of(tmp_path, fake, ensemble, 3)
+    by_hand = await keeper_of(tmp_path, fake, ensemble, 1)  # floor: --expect 3
+    with pytest.raises(VoterChangeError, match=r"below the floor of 3.*--force"):
+        await by_hand.remove_by_hand(3, force=False, deadline_s=5)
+    assert ensemble.changes == [] and await roster_ids(fake) == [1, 2, 3]
+    await by_hand.remove_by_hand(3, force=True, deadline_s=5)
+    assert ensemble.changes == ["remove 3"] and await roster_ids(fake) == [1, 2]
+    assert await removed.step() is False  # its claim is gone: it does not undo the removal
+    assert ensemble.changes == ["remove 3"]
+    with pytest.raises(VoterChangeError, match="id 3 is not a voter"):
+        await by_hand.remove_by_hand(3, force=True, deadline_s=5)
+
+
+async def test_remove_by_hand_above_the_floor(tmp_path: Path) -> None:
+    """Proves a planned scale-in 4 -> 3 with the floor at 3 needs no --force."""
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble, size=4)
+    keeper = await keeper_of(tmp_path, fake, ensemble, 1)
+    await keeper.remove_by_hand(4, force=False, deadline_s=5)
+    assert ensemble.changes == ["remove 4"] and await roster_ids(fake) == [1, 2, 3]
