@@ -146,6 +146,37 @@ def test_a_lost_voter_stays_at_the_floor_until_a_newcomer_votes(
         assert writer.lost == 0
 
 
+def test_a_restart_while_a_peer_is_lost_serves_and_the_lost_one_goes(
+    consul: ConsulAgent, cluster: str, tmp_path: Path
+) -> None:
+    """Proves the roster issue's case, supervised with --min-size 2: one member lost for good,
+    a second one crashes and restarts with its disk; it serves again at once with the third,
+    and the lost member is removed after --remove-after (2 live voters of 2 left)."""
+    zk = ZkEnsemble(
+        consul,
+        tmp_path,
+        3,
+        cluster,
+        [*SUPERVISED, "--min-size", "2"],
+        first_host=FIRST_HOST,
+        server_jvmflags=True,
+    )
+    with zk:
+        zk.start_all()
+        zk.wait_quorum()
+        lost = member_id(zk, 3)
+        lose(zk, 3)
+        lose(zk, 2)
+        zk.start(2)
+        wait_until(
+            lambda: agreed(zk, consul, [1, 2]) == sorted(member_id(zk, n) for n in (1, 2)),
+            TIMEOUT_S,
+            "the lost member removed, the two serving",
+        )
+        assert lost not in roster_ids(consul, cluster)
+        assert len(_log_lines(zk, [1, 2], f"removed voter {lost} ")) == 1
+
+
 def test_remove_by_hand_keeps_the_floor(consul: ConsulAgent, cluster: str, tmp_path: Path) -> None:
     """Proves ``remove zookeeper --id N`` takes a live voter out online when the floor allows
     (4 -> 3; its own agent does not ask to vote again), and refuses the next one (exit 11, one
