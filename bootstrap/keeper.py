@@ -15,7 +15,8 @@ Rules:
   registration of the voter whose worst check is not critical. A voter lost for longer than
   ``remove_after`` without a break (timed by each member from the moment it saw it lost) is
   removed by a live voter, only if the remaining live voters are at least the floor
-  (``min_size``, default ``expect``) and a majority of the voters left. A partition that hides a
+  (``min_size``, default ``expect``) and a majority of the voters left, and every live voter that
+  stays has caught up (the service says so). A partition that hides a
   voter from some members only never removes it while Consul's servers still see it.
 - **The roster follows the service.** It changes only after the service committed (a
   compare-and-set on the roster, tried again on a fresh read); a removed voter's id claim is
@@ -228,7 +229,8 @@ class VoterKeeper:
             if refused:
                 self._once(f"{what}: not now, {refused}", warning=True)
                 return
-            if not await self.remove(view, roster.voter(lost.member_id) or lost):
+            staying = [i for i in roster.ids() if i in live and i != lost.member_id]
+            if not await self.remove(view, roster.voter(lost.member_id) or lost, staying):
                 return
         self.lost_since.pop(lost.member_id, None)
         self.done.append(what)
@@ -255,18 +257,29 @@ class VoterKeeper:
             settings = self.settings
             view = ClusterView(self.start.me, member_id, roster.members(), shared, settings.options)
             end = time.monotonic() + deadline_s
-            while not await self.remove(view, voter):
+            staying = [i for i in roster.ids() if i in live]
+            while not await self.remove(view, voter, staying):
                 if time.monotonic() > end:
                     raise VoterChangeError(
                         f"removing voter {member_id}: the service stayed busy with other "
-                        f"changes for {deadline_s:.0f}s"
+                        f"changes, or a voter that stays stayed behind, for {deadline_s:.0f}s"
                     )
                 await asyncio.sleep(TICK_S)
 
-    async def remove(self, view: ClusterView, voter: Voter) -> bool:
+    async def remove(self, view: ClusterView, voter: Voter, staying: Collection[int]) -> bool:
         """Take ``voter`` out: the service first, then the roster, then its claim. The caller
-        holds the lock and has checked the floor. ``False``: the service was busy."""
+        holds the lock and has checked the floor; ``staying`` (the live voters left) must all
+        have caught up, or the service would be left with a quorum still syncing. ``False``:
+        not now (the service was busy, or a voter that stays is behind)."""
         async with self._changes(view) as changes:
+            behind = [i for i in sorted(staying) if not await changes.caught_up(i)]
+            if behind:
+                self._once(
+                    f"removing voter {voter.member_id}: not now, voters {behind} that stay "
+                    "have not caught up",
+                    warning=True,
+                )
+                return False
             committed = await changes.committed()
             if voter.member_id in committed.voter_ids() and not (
                 await changes.remove(voter, version=committed.version)

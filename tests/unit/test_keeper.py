@@ -87,6 +87,7 @@ async def formed(tmp_path: Path, fake: FakeDiscovery, ensemble: Ensemble, size: 
     roster = await starts[0].rosters.read()
     assert roster is not None
     ensemble.voters = {v.member_id: v for v in roster.voters}
+    ensemble.caught_up |= set(ensemble.voters)
 
 
 async def keeper_of(
@@ -311,4 +312,21 @@ async def test_remove_by_hand_above_the_floor(tmp_path: Path) -> None:
     await formed(tmp_path, fake, ensemble, size=4)
     keeper = await keeper_of(tmp_path, fake, ensemble, 1)
     await keeper.remove_by_hand(4, force=False, deadline_s=5)
+    assert ensemble.changes == ["remove 4"] and await roster_ids(fake) == [1, 2, 3]
+
+
+async def test_a_voter_that_stays_behind_holds_a_removal_back(tmp_path: Path) -> None:
+    """Proves a lost voter is not removed while a live voter that stays has not caught up (the
+    service would be left with a quorum still syncing), and is once it has."""
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble, size=4)
+    keeper = await keeper_of(tmp_path, fake, ensemble, 1, min_size=2)
+    await lose(fake, 4)
+    await keeper.step()
+    lost_long_ago(keeper, 4)
+    ensemble.caught_up.discard(2)
+    assert await keeper.step() is True
+    assert ensemble.changes == [] and await roster_ids(fake) == [1, 2, 3, 4]
+    ensemble.caught_up.add(2)
+    await keeper.step()
     assert ensemble.changes == ["remove 4"] and await roster_ids(fake) == [1, 2, 3]
