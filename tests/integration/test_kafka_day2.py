@@ -116,6 +116,9 @@ def test_a_combined_kafka_joiner_becomes_a_voter_and_is_removed_once_lost(
                 if f"removed voter {k4} (" in (kafka.member_dir(n) / "member.log").read_text()
             ]
             assert len(removed) == 1, removed
+            for n in ("k1", "k2", "k3", "k4"):  # the tool's exit came from the supervisor
+                log = (kafka.member_dir(n) / "member.log").read_text(errors="replace")
+                assert "Unknown child process" not in log, n
             time.sleep(2.0)  # acks after the last change
         finally:
             producer.stop()
