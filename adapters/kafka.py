@@ -89,7 +89,7 @@ from adapters.images import (
     KAFKA_SHARED_CONFIG_DIR,
     kafka_not_honoured,
 )
-from adapters.kafka_voters import DIRECTORY_ID_PATTERN, KafkaVoterChanges
+from adapters.kafka_voters import DIRECTORY_ID_PATTERN, KafkaVoterChanges, run_tool
 from bootstrap.errors import (
     BootstrapError,
     CannotJoin,
@@ -440,6 +440,7 @@ class KafkaService(ServicePort):
             self.mode.controllers(view),
             self.conf_file(view.me),
             id_range=ID_RANGES[frozenset({"broker", "controller"})],
+            run=self.tool_runner or run_tool,
         )
 
     def health_label(self) -> str:

@@ -29,8 +29,10 @@ everything else (``DuplicateVoterException`` for an id that votes with another d
 run or hangs past ``timeout_s``) is a ``VoterChangeError`` with one line.
 
 Supervise mode: the supervisor reaps every child with ``waitpid(-1)``, so while the server runs
-as its child the tool must be started through it. ``run`` is that seam: the default starts the
-tool with asyncio (fine before the server starts, in tests, and from ``status``).
+as its child the tool must be started through it. ``run`` is that seam: the adapter passes the
+supervisor's ``Child.run_tool`` (``ServicePort.tool_runner``, set by ``bootstrap.day2``); the
+default starts the tool with asyncio (fine before the server starts, in tests, and from
+``status``).
 """
 
 from __future__ import annotations
@@ -186,7 +188,14 @@ class KafkaVoterChanges(VoterChanges):
 
     async def _run(self, *args: str) -> RunResult:
         argv = [*self.tool, "--bootstrap-controller", self.bootstrap, *args]
-        return await self.run(argv, self.timeout_s)
+        try:
+            return await self.run(argv, self.timeout_s)
+        except TimeoutError:  # a runner other than run_tool (the supervisor's); an OSError too
+            raise VoterChangeError(
+                f"the quorum tool did not finish within {self.timeout_s:g}s"
+            ) from None
+        except OSError as exc:
+            raise VoterChangeError(f"cannot run the quorum tool {argv[0]}: {exc.strerror}") from exc
 
     async def _checked(self, *args: str) -> str:
         code, output = await self._run(*args)

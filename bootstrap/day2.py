@@ -190,6 +190,7 @@ async def supervise(
     async with Child(
         program, settings.command, child_env(plan.rendering), settings.kill_timeout_s
     ) as child:
+        service.tool_runner = child.run_tool  # its reaper would steal asyncio's exit codes
         day2 = Day2(settings, discovery, service, plan, child)
         child.start()
         loops = asyncio.create_task(day2.run())

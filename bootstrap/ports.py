@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -30,6 +30,10 @@ from bootstrap.model import (
 if TYPE_CHECKING:
     from bootstrap.options import OptionSet
     from bootstrap.voters import Voter, VoterChanges
+
+# Runs a program to its end: (argv, timeout in seconds) -> (exit code, its output). Raises
+# OSError if it cannot start, TimeoutError if it runs too long. See ServicePort.tool_runner.
+ToolRunner = Callable[[Sequence[str], float], Awaitable[tuple[int, str]]]
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,10 @@ class ServicePort(AsyncResource, abc.ABC):
     # such a service takes newcomers by that reload, so its rendering lists every registered
     # member next to the roster's (bootstrap.flow.Start.preview).
     reloads_on_change: ClassVar[bool] = False
+    # Supervise mode sets it to the supervisor's ``Child.run_tool``: while the server is the
+    # agent's child, the supervisor reaps every exit, so a program the adapter runs meanwhile
+    # (Kafka's quorum tool) must start through it. ``None``: the adapter starts it itself.
+    tool_runner: ToolRunner | None = None
 
     def __init__(
         self, options: Mapping[str, Any], environ: Mapping[str, str] | None = None

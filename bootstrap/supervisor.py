@@ -7,7 +7,9 @@ Contract (see DESIGN.md, "Day 2"):
   After SIGTERM or SIGINT the child has ``kill_timeout_s`` to exit, then it gets SIGKILL.
 - Every child that exits is reaped, the server's own orphans included (as PID 1 of a
   container they are re-parented to us). The agent must not start asyncio subprocesses while
-  a ``Child`` runs: their exit status would be reaped here.
+  a ``Child`` runs: their exit status would be reaped here. A short program the agent needs
+  meanwhile (an adapter's quorum tool) runs through ``run_tool``, which gets its exit code
+  from the same reaper.
 - ``wait`` returns the server's exit code the way a shell reports it: the code, or 128+N for
   signal N. The agent exits with it. It never restarts the server on its own: the scheduler's
   restart policy does, with its back-off (README, "Supervise mode").
@@ -22,7 +24,9 @@ import contextlib
 import os
 import signal
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
+from typing import IO
 
 from bootstrap.errors import ExecError
 from bootstrap.log import log
@@ -66,6 +70,7 @@ class Child:
         self._killer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.reaped_orphans = 0
+        self._tools: dict[int, asyncio.Future[int]] = {}  # run_tool's programs, by pid
 
     async def __aenter__(self) -> Child:
         loop = self._loop = asyncio.get_running_loop()
@@ -106,6 +111,38 @@ class Child:
         log.info("started %s as pid %d (supervised)", " ".join(self.command), self.pid)
         self._reap()  # it may have exited before the handler could see it
         return self.pid
+
+    async def run_tool(self, argv: Sequence[str], timeout_s: float) -> tuple[int, str]:
+        """Run a short program beside the server (no shell): its exit code (128+N for signal
+        N) and its output, stdout and stderr together. ``OSError`` if it cannot start,
+        ``TimeoutError`` (after SIGKILL) if it runs longer than ``timeout_s``."""
+        if self._loop is None:
+            raise RuntimeError("Child.run_tool outside 'async with'")
+        with tempfile.TemporaryFile() as output:
+            pid = self._spawn_tool(argv, output)
+            exited = self._tools[pid] = self._loop.create_future()
+            self._reap()  # it may have exited already
+            try:
+                code = await asyncio.wait_for(asyncio.shield(exited), timeout_s)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                await exited
+                raise
+            finally:
+                if exited.done():
+                    self._tools.pop(pid, None)
+            output.seek(0)
+            return code, output.read().decode(errors="replace")
+
+    @staticmethod
+    def _spawn_tool(argv: Sequence[str], output: IO[bytes]) -> int:
+        # Popen, not asyncio's subprocess (as in start): _reap collects its exit status.
+        proc = subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+        )
+        proc.returncode = 0  # Popen must not reap it behind our back (see start)
+        return proc.pid
 
     async def wait(self) -> int:
         """Until the server exits (not for a restart); its exit code (128+N for signal N)."""
@@ -174,6 +211,10 @@ class Child:
                 self._exited.set_result(code)
                 if not self._restarting and self._final is not None and not self._final.done():
                     self._final.set_result(code)
+            elif pid in self._tools:
+                exited = self._tools.pop(pid)
+                if not exited.done():
+                    exited.set_result(exit_code(status))
             else:
                 self.reaped_orphans += 1
                 log.debug("reaped pid %d (an orphan)", pid)

@@ -132,6 +132,7 @@ class KafkaCluster:
         members: Iterable[KafkaMember],
         lib: Path | None = None,
         extras: Mapping[str, object] | None = None,
+        agent_extra: Sequence[str] = (),
     ) -> None:
         self.consul = consul
         self.workdir = workdir
@@ -140,6 +141,7 @@ class KafkaCluster:
         self.lib = lib or peer_libs()["kafka4"]
         brokers = sum(m.broker for m in self.members.values())
         self.extras = dict(small_cluster_extras(brokers) if extras is None else extras)
+        self.agent_extra = list(agent_extra)  # more agent flags (--supervise, ...), every member
         self.procs: dict[str, Process] = {}
 
     # -- members --------------------------------------------------------------------------------
@@ -174,7 +176,7 @@ class KafkaCluster:
                 member_name=f"{self.cluster}-{member.name}",
                 member_dir=d,
                 command=self.server_command(member),
-                extra=["--consul-service", member.service, *sets],
+                extra=["--consul-service", member.service, *sets, *self.agent_extra],
             ),
         ]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import signal
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from bootstrap.lock import ClusterLock
 from bootstrap.ports import KVEntry
 from bootstrap.reload import ChangeWait, OnChange, QuietPeriod, parse_change_wait, parse_on_change
 from bootstrap.settings import Flags, ServiceDefaults, load_settings
-from bootstrap.supervisor import exit_code
+from bootstrap.supervisor import Child, exit_code
 from bootstrap.watch import Watch, kv_changes
 from tests.fakes import FakeDiscovery, ListService
 from tests.unit.test_flow import settings_for
@@ -240,3 +241,25 @@ async def test_reload_rewrites_only_changed_files_under_the_lock(tmp_path: Path)
     assert day2.reloads == 1
     assert (settings.conf_dir / "members.cfg").read_text().count("member.") == 2
     assert fake.kv["cluster-bootstrap/c1/lock"].session is None
+
+
+async def test_tools_run_beside_the_supervised_server_keep_their_exit_codes() -> None:
+    """Proves Child.run_tool gets a program's exit code and output from the supervisor's own
+    reaper (asyncio's subprocess lost it to waitpid(-1) and reported 255), kills one that runs
+    past its timeout, and counts neither as an orphan."""
+    sleep = shutil.which("sleep")
+    assert sleep is not None
+    async with Child(sleep, ["sleep", "30"], {}, kill_timeout_s=5) as child:
+        child.start()
+        for _ in range(5):
+            assert await child.run_tool(["sh", "-c", "echo out; echo err >&2; exit 3"], 5) == (
+                3,
+                "out\nerr\n",
+            )
+        with pytest.raises(TimeoutError):
+            await child.run_tool(["sleep", "5"], 0.2)
+        with pytest.raises(OSError):
+            await child.run_tool(["/nonexistent/tool"], 5)
+        assert child.reaped_orphans == 0 and child.running
+        child.forward(signal.SIGTERM)
+        assert await child.wait() == 128 + signal.SIGTERM

@@ -58,6 +58,7 @@ DUPLICATE = (
     "\tat org.apache.kafka.tools.MetadataQuorumCommand.main(MetadataQuorumCommand.java:78)\n"
     "Caused by: org.apache.kafka.common.errors.DuplicateVoterException: The voter id ...\n"
 )
+BOOTSTRAP = "10.0.0.1:9093,10.0.0.2:9093,10.0.0.3:9093"
 CONTROLLERS = [Member(n, f"10.0.0.{n}", {"controller": 9093}) for n in (1, 2, 3)]
 JOINER = Voter(Member(4, "10.0.0.4", {"controller": 9093}), D4)
 
@@ -331,6 +332,27 @@ def test_only_a_dynamic_quorum_has_voter_changes(tmp_path: Path) -> None:
     assert voter_changes.tool == ["kmq", "--x"]
     assert voter_changes.bootstrap == "10.0.0.1:9093,10.0.0.2:9093,10.0.0.3:9093"
     assert voter_changes.conf_file == tmp_path / "c" / "server.properties"
+
+
+async def test_supervise_modes_runner_runs_the_tool(tmp_path: Path) -> None:
+    """Proves the voter changes run the tool through the service's tool_runner (supervise
+    mode's Child.run_tool) when one is set, and its OSError or TimeoutError becomes a
+    VoterChangeError (before: asyncio's subprocess, whose exit the supervisor reaped: 255)."""
+    dynamic = KafkaService({"quorum": "dynamic", "quorum_tool": ["kmq"]})
+    tool = Tool(status=(0, STATUS))
+    dynamic.tool_runner = tool
+    voter_changes = dynamic.voter_changes(view(tmp_path))
+    assert voter_changes is not None
+    assert (await voter_changes.committed()).voter_ids() == [1, 2, 3]
+    assert tool.calls == [["kmq", "--bootstrap-controller", BOOTSTRAP, "describe", "--status"]]
+
+    async def failing(argv: Sequence[str], timeout_s: float) -> RunResult:
+        raise {"cannot": FileNotFoundError(2, "No such file"), "hangs": TimeoutError()}[argv[0]]
+
+    for tool_argv, message in (("cannot", "cannot run the quorum tool"), ("hangs", "within")):
+        stuck = KafkaVoterChanges([tool_argv], CONTROLLERS, Path("/c"), run=failing)
+        with pytest.raises(VoterChangeError, match=message):
+            await stuck.committed()
 
 
 def test_a_bad_quorum_tool_is_refused() -> None:

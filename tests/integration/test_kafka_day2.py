@@ -1,0 +1,136 @@
+"""Kafka day 2 in supervise mode, on real Kafka 4.4.0 and a real Consul agent: the members'
+own agents promote a joining combined member to a voter of the dynamic quorum (KIP-853) and
+remove it once it is lost (``bootstrap.keeper``), while a producer with acks=all keeps sending.
+
+Nomad's semantics are played by hand: a lost member's process group is killed and its
+registration removed. Members live on 127.0.0.131 .. 127.0.0.134.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from testbed.consul import ConsulAgent
+from testbed.jvm import METADATA_QUORUM, kafka_tool_command, peer_libs
+from testbed.kafka import PORTS, AckedProducer, KafkaCluster, KafkaMember, combined
+from testbed.kafka import host as kafka_host
+from testbed.procs import wait_until
+from tests.integration.test_roster import kafka_lose, roster
+
+FIRST_HOST = 131
+REMOVE_AFTER_S = 3
+SUPERVISED = ["--supervise", "--remove-after", f"{REMOVE_AFTER_S}s"]  # the bed adds --register
+TIMEOUT_S = 240
+
+
+def quorum_voters(kafka: KafkaCluster, via: str) -> list[tuple[int, str, str]] | None:
+    """(id, directory id, controller endpoint) of each voter ``describe --status`` lists."""
+    try:
+        described = kafka.tool(
+            METADATA_QUORUM, ["--bootstrap-server", kafka.bootstrap(via), "describe", "--status"]
+        )
+    except AssertionError:
+        return None  # no leader yet, or the tool timed out: asked again
+    status = dict(line.split(":", 1) for line in described.splitlines() if ":" in line)
+    return sorted(
+        (int(v["id"]), str(v["directoryId"]), ",".join(v["endpoints"]))
+        for v in json.loads(status["CurrentVoters"])
+    )
+
+
+def roster_voters(consul: ConsulAgent, cluster: str) -> list[tuple[int, str, str]]:
+    voters = roster(consul, cluster)["voters"]
+    assert isinstance(voters, list)
+    return sorted(
+        (
+            int(v["id"]),
+            str(v["directory_id"]),
+            f"CONTROLLER://{v['address']}:{v['ports']['controller']}",
+        )
+        for v in voters
+    )
+
+
+def agreed(kafka: KafkaCluster, consul: ConsulAgent, via: str) -> list[tuple[int, str, str]]:
+    """The roster's voters when the quorum lists exactly those, else []."""
+    listed = roster_voters(consul, kafka.cluster)
+    return listed if quorum_voters(kafka, via) == listed else []
+
+
+def test_a_combined_kafka_joiner_becomes_a_voter_and_is_removed_once_lost(
+    consul: ConsulAgent, cluster: str, tmp_path: Path
+) -> None:
+    """Proves a 4th combined member of a supervised dynamic quorum, formatted with
+    --no-initial-controllers, is made a voter by its own agent (roster and describe --status
+    list the same 4 voters, the 4th with the directory id of its meta.properties); lost for
+    good, it is removed by a live member after --remove-after (roster and quorum back to 3, its
+    id claim released); every message acknowledged meanwhile is read back."""
+    lib = peer_libs()["kafka4"]
+    options = {"quorum": "dynamic", "quorum_tool": kafka_tool_command(lib, METADATA_QUORUM, [])}
+    members = combined(cluster, first_host=FIRST_HOST, **options)
+    fourth = KafkaMember("k4", kafka_host(4, FIRST_HOST), cluster, 3, options)
+    with KafkaCluster(consul, tmp_path, cluster, members, agent_extra=SUPERVISED) as kafka:
+        kafka.start_all()
+        kafka.wait_formed()
+        three = roster_voters(consul, cluster)
+        assert [v[0] for v in three] == [1, 2, 3]
+        wait_until(lambda: quorum_voters(kafka, "k1") == three, 60, "the quorum of 3")
+        kafka.create_topic("acked", replicas=3, via="k1", configs={"min.insync.replicas": 2})
+        bootstrap = ",".join(f"{m.host}:{PORTS['broker']}" for m in members)
+        producer = AckedProducer(lib, bootstrap, "acked", tmp_path / "producer.log")
+        try:
+            time.sleep(2.0)  # acks before the change
+            kafka.members["k4"] = fourth
+            joined_at = time.monotonic()
+            kafka.start("k4")
+            # The roster changes only after Kafka committed: polled cheaply, it times the change.
+            wait_until(lambda: len(roster_voters(consul, cluster)) == 4, TIMEOUT_S, "4 voters")
+            to_voter_s = time.monotonic() - joined_at
+            wait_until(lambda: len(agreed(kafka, consul, "k1")) == 4, 60, "the quorum agreeing")
+            four = roster_voters(consul, cluster)
+            k4 = int(kafka.meta("k4")["node.id"])
+            assert [v[0] for v in four] == [1, 2, 3, k4] and k4 == 4
+            assert four[3] == (
+                k4,
+                kafka.meta("k4")["directory.id"],
+                f"CONTROLLER://{fourth.host}:9093",
+            )
+            assert four[:3] == three
+            assert roster(consul, cluster)["version"] == 2
+            log4 = (kafka.member_dir("k4") / "member.log").read_text(errors="replace")
+            assert f"add voter {k4}: done (the service committed it" in log4
+
+            time.sleep(2.0)  # acks with 4 voters
+            kafka_lose(kafka, "k4")
+            lost_at = time.monotonic()
+            wait_until(lambda: roster_voters(consul, cluster) == three, TIMEOUT_S, "removed")
+            to_removed_s = time.monotonic() - lost_at
+            wait_until(lambda: agreed(kafka, consul, "k1") == three, 60, "the quorum agreeing")
+            assert roster(consul, cluster)["version"] == 3
+            status, _ = consul.request("GET", f"/v1/kv/cluster-bootstrap/{cluster}/ids/{k4}")
+            assert status == 404, f"claim {k4} not released"
+            removed = [
+                n
+                for n in ("k1", "k2", "k3")
+                if f"removed voter {k4} (" in (kafka.member_dir(n) / "member.log").read_text()
+            ]
+            assert len(removed) == 1, removed
+            for n in ("k1", "k2", "k3", "k4"):  # the tool's exit came from the supervisor
+                log = (kafka.member_dir(n) / "member.log").read_text(errors="replace")
+                assert "Unknown child process" not in log, n
+            time.sleep(2.0)  # acks after the last change
+        finally:
+            producer.stop()
+        acked = producer.acked()
+        consumed = kafka.consume_all("acked", len(acked), via="k2")
+        missing = sorted(set(acked) - set(consumed), key=int)
+        print(
+            f"\nkafka day 2: joiner start -> voter {to_voter_s:.1f}s, loss -> removed "
+            f"{to_removed_s:.1f}s (--remove-after {REMOVE_AFTER_S}s), acked {len(acked)}, "
+            f"longest acked gap {producer.longest_gap_s():.2f}s, failed sends "
+            f"{producer.failed()}, acked missing {len(missing)}"
+        )
+        assert len(acked) >= 50, f"the producer got too few acks: {producer.log_path}"
+        assert not missing, missing[:20]
