@@ -11,11 +11,15 @@ subnet b) starts at the moment of the fault.
 
 from __future__ import annotations
 
+import json
+import re
+import socket
 import time
 from dataclasses import dataclass, field
 
 from testbed.hosts import HostsBed, HostsZk
-from testbed.jvm import zk_mode
+from testbed.jvm import four_letter, zk_mode
+from testbed.netns import in_netns
 from testbed.procs import wait_until
 from testbed.zookeeper import PORTS
 
@@ -131,6 +135,122 @@ def local_agent_down(bed: HostsBed, zk: HostsZk, down_s: float = 5.0) -> Outcome
     out.seconds["agent back"] = time.monotonic() - t0
     out.modes = zk.wait_quorum(timeout_s=120)
     out.seconds["serving after agent back"] = time.monotonic() - t0
+    return out
+
+
+def roster(bed: HostsBed, cluster: str, via: str = "m3") -> dict[str, object]:
+    """The roster as ``via``'s agent reads it (``{}`` when there is none or no answer)."""
+    try:
+        status, answer = bed.agents[via].request(
+            "GET", f"/v1/kv/{KV_PREFIX}/{cluster}/roster?raw", timeout_s=2
+        )
+    except OSError:
+        return {}
+    if status == 200 and isinstance(answer, (str, bytes)):
+        answer = json.loads(answer)
+    return answer if status == 200 and isinstance(answer, dict) else {}
+
+
+def roster_ids(bed: HostsBed, cluster: str, via: str = "m3") -> list[int]:
+    voters = roster(bed, cluster, via).get("voters")
+    return sorted(int(v["id"]) for v in voters) if isinstance(voters, list) else []
+
+
+def conf_voters(bed: HostsBed, address: str) -> list[int] | None:
+    """The voters (``server.N`` not observers) in the ``conf`` of the server at ``address``,
+    probed from the router; ``None`` when it does not serve (``conf`` needs a running server)."""
+    answer = bed.probe(lambda: four_letter(address, PORTS["client"], "conf"))
+    lines = re.findall(
+        r"^server\.(\d+)=[^;\n]*?(?::(participant|observer))?;", answer, re.MULTILINE
+    )
+    return sorted(int(n) for n, role in lines if role != "observer") if lines else None
+
+
+def reaches(bed: HostsBed, from_short: str, address: str, timeout_s: float = 2.0) -> bool:
+    """A TCP connect from host ``from_short`` to ``address``'s ZooKeeper client port."""
+
+    def connect() -> bool:
+        try:
+            socket.create_connection((address, PORTS["client"]), timeout=timeout_s).close()
+        except OSError:
+            return False
+        return True
+
+    return in_netns(bed.host(from_short).netns, connect)
+
+
+def log_lines(zk: HostsZk, needle: str) -> list[str]:
+    """Every line of every member's log that contains ``needle``."""
+    return [
+        line
+        for n in zk.procs
+        for line in (zk.member_dir(n) / "member.log").read_text(errors="replace").splitlines()
+        if needle in line
+    ]
+
+
+def partition_then_cut(bed: HostsBed, zk: HostsZk, remove_after_s: float) -> Outcome:
+    """A supervised ensemble of 3 (``--remove-after remove_after_s``, a floor of 2): first m2
+    is partitioned from m1 only for 3x ``remove_after_s``, then m2's link is cut at the router
+    until the roster drops its id.
+
+    ``notes``: the ids, the roster ids sampled through the partition, m2's ``serfHealth`` as
+    the servers report it, who reaches m2 while partitioned, each server's ``conf`` voters at
+    the end of the partition; after the cut, the roster's versions, the "removed voter" lines
+    and each remaining server's voters. ``seconds``: from the cut until Consul declares m2
+    failed, until the roster drops it, until both remaining servers run 2 voters.
+    """
+    out = Outcome()
+    for n in (1, 2, 3):
+        zk.start(n)
+    zk.wait_quorum(timeout_s=120)
+    ids = myids(zk)
+    lost = ids[2]
+    wait_until(lambda: len(roster_ids(bed, zk.cluster)) == 3, 60, "a roster of 3")
+    out.notes["ids"] = ids
+    out.notes["version before"] = roster(bed, zk.cluster)["version"]
+    m1, m2, m3 = (h.short for h in bed.members)
+    address = {n: zk.host(n) for n in (1, 2, 3)}
+
+    seen_ids: set[tuple[int, ...]] = set()
+    serf: set[str | None] = set()
+    with bed.network.partition(m1, m2):
+        out.notes["m1 reaches m2"] = reaches(bed, m1, address[2])
+        out.notes["m3 reaches m2"] = reaches(bed, m3, address[2])
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3 * remove_after_s:
+            seen_ids.add(tuple(roster_ids(bed, zk.cluster)))
+            serf.update(bed.node_status(m2, via) for via in (m1, m3))
+            time.sleep(0.25)
+        out.notes["conf while partitioned"] = {n: conf_voters(bed, address[n]) for n in ids}
+        out.notes["modes while partitioned"] = zk.modes()
+    out.notes["roster while partitioned"] = seen_ids
+    out.notes["m2 serfHealth while partitioned"] = serf
+    out.notes["lost lines while partitioned"] = log_lines(zk, f"voter {lost} (")
+    out.notes["version after partition"] = roster(bed, zk.cluster)["version"]
+
+    zk.wait_quorum(timeout_s=120)  # the cut starts from three serving members
+    t0 = time.monotonic()
+    with bed.network.cut(m2):
+        while lost in roster_ids(bed, zk.cluster):
+            if time.monotonic() - t0 > 120:
+                raise TimeoutError(f"voter {lost} still in the roster 120 s after the cut")
+            if "failed declared" not in out.seconds and bed.node_status(m2, m1) == "critical":
+                out.seconds["failed declared"] = time.monotonic() - t0
+            time.sleep(0.2)
+        out.seconds["removed from the roster"] = time.monotonic() - t0
+        wait_until(
+            lambda: all(conf_voters(bed, address[n]) == sorted([ids[1], ids[3]]) for n in (1, 3)),
+            60,
+            "both remaining servers at 2 voters",
+            every_s=0.2,
+        )
+        out.seconds["servers at 2 voters"] = time.monotonic() - t0
+        time.sleep(2 * remove_after_s)  # time for a second removal, were there one
+        out.notes["conf after removal"] = {n: conf_voters(bed, address[n]) for n in (1, 3)}
+        out.notes["version after removal"] = roster(bed, zk.cluster)["version"]
+        out.notes["roster after removal"] = roster_ids(bed, zk.cluster)
+        out.notes["removed lines"] = log_lines(zk, "removed voter")
     return out
 
 
