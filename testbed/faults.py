@@ -16,6 +16,7 @@ import re
 import socket
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from testbed.hosts import HostsBed, HostsZk
 from testbed.jvm import four_letter, zk_mode
@@ -166,6 +167,17 @@ def conf_voters(bed: HostsBed, address: str) -> list[int] | None:
     return sorted(int(n) for n, role in lines if role != "observer") if lines else None
 
 
+def disk_voters(zk: HostsZk, n: int) -> list[int]:
+    """The voters in the dynamic config file member n's ``zoo.cfg`` names: what its server runs
+    with when it does not serve and cannot answer ``conf`` (ZooKeeper rewrites both files on
+    every committed reconfig)."""
+    zoo_cfg = (zk.member_dir(n) / "conf" / "zoo.cfg").read_text()
+    found = re.search(r"^dynamicConfigFile=(.+)$", zoo_cfg, re.MULTILINE)
+    text = Path(found.group(1).strip()).read_text() if found else zoo_cfg
+    lines = re.findall(r"^server\.(\d+)=[^;\n]*?(?::(participant|observer))?;", text, re.MULTILINE)
+    return sorted(int(n) for n, role in lines if role != "observer")
+
+
 def reaches(bed: HostsBed, from_short: str, address: str, timeout_s: float = 2.0) -> bool:
     """A TCP connect from host ``from_short`` to ``address``'s ZooKeeper client port."""
 
@@ -189,8 +201,17 @@ def log_lines(zk: HostsZk, needle: str) -> list[str]:
     ]
 
 
+def supervised_args(remove_after_s: float, min_size: int = 2) -> list[str]:
+    """The agent's options for ``partition_then_cut``: supervise mode that removes lost voters."""
+    return [
+        "--set", "reconfig=true", "--supervise", "--register",
+        "--remove-after", f"{remove_after_s:g}s", "--min-size", str(min_size),
+    ]  # fmt: skip
+
+
 def partition_then_cut(bed: HostsBed, zk: HostsZk, remove_after_s: float) -> Outcome:
-    """A supervised ensemble of 3 (``--remove-after remove_after_s``, a floor of 2): first m2
+    """A supervised ensemble of 3 (``supervised_args``, the servers started with
+    ``server_jvmflags``), members 1..3 on m1..m3, formed; first m2
     is partitioned from m1 only for 3x ``remove_after_s``, then m2's link is cut at the router
     until the roster drops its id.
 
@@ -222,14 +243,16 @@ def partition_then_cut(bed: HostsBed, zk: HostsZk, remove_after_s: float) -> Out
             seen_ids.add(tuple(roster_ids(bed, zk.cluster)))
             serf.update(bed.node_status(m2, via) for via in (m1, m3))
             time.sleep(0.25)
-        out.notes["conf while partitioned"] = {n: conf_voters(bed, address[n]) for n in ids}
         out.notes["modes while partitioned"] = zk.modes()
+        out.notes["conf while partitioned"] = {n: conf_voters(bed, address[n]) for n in ids}
+        out.notes["disk while partitioned"] = {n: disk_voters(zk, n) for n in ids}
     out.notes["roster while partitioned"] = seen_ids
     out.notes["m2 serfHealth while partitioned"] = serf
     out.notes["lost lines while partitioned"] = log_lines(zk, f"voter {lost} (")
     out.notes["version after partition"] = roster(bed, zk.cluster)["version"]
 
-    zk.wait_quorum(timeout_s=120)  # the cut starts from three serving members
+    modes = zk.wait_quorum(timeout_s=120)  # the cut starts from three serving members
+    out.notes["m2 leads at the cut"] = modes[2] == "leader"  # then ZooKeeper fails over first
     t0 = time.monotonic()
     with bed.network.cut(m2):
         while lost in roster_ids(bed, zk.cluster):

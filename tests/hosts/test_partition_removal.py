@@ -14,20 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from testbed.faults import partition_then_cut
+from testbed.faults import partition_then_cut, supervised_args
 from testbed.hosts import HostsBed, HostsZk
 
 REMOVE_AFTER_S = 3
-SUPERVISED = [
-    "--set",
-    "reconfig=true",
-    "--supervise",
-    "--register",
-    "--remove-after",
-    f"{REMOVE_AFTER_S}s",
-    "--min-size",
-    "2",
-]
 
 
 def test_partition_from_one_member_keeps_the_voter_a_cut_host_is_removed_once(
@@ -37,7 +27,9 @@ def test_partition_from_one_member_keeps_the_voter_a_cut_host_is_removed_once(
     every serving server's config, Consul's servers reporting it alive throughout; (b) m2's
     link cut at the router: Consul declares it failed, one member removes it (one "removed
     voter" line, the roster one version further), the two servers left run 2 voters."""
-    with HostsZk(bed, tmp_path / "zk", cluster, SUPERVISED, server_jvmflags=True) as zk:
+    with HostsZk(
+        bed, tmp_path / "zk", cluster, supervised_args(REMOVE_AFTER_S), server_jvmflags=True
+    ) as zk:
         out = partition_then_cut(bed, zk, REMOVE_AFTER_S)
     ids = out.notes["ids"]
     assert isinstance(ids, dict)
@@ -53,11 +45,12 @@ def test_partition_from_one_member_keeps_the_voter_a_cut_host_is_removed_once(
     assert out.notes["lost lines while partitioned"] == []
     assert out.notes["roster while partitioned"] == {tuple(all_ids)}
     assert out.notes["version after partition"] == version
-    confs = out.notes["conf while partitioned"]
+    confs, disks = out.notes["conf while partitioned"], out.notes["disk while partitioned"]
     assert isinstance(confs, dict)
     serving = {n: voters for n, voters in confs.items() if voters is not None}
-    assert len(serving) >= 2, (confs, out.notes["modes while partitioned"])
+    assert len(serving) >= 2, (confs, out.notes["modes while partitioned"])  # a quorum served
     assert all(voters == all_ids for voters in serving.values()), confs
+    assert disks == {1: all_ids, 2: all_ids, 3: all_ids}  # what a server not serving runs
 
     # (b) the cut host is removed, once
     assert "failed declared" in out.seconds
@@ -68,4 +61,4 @@ def test_partition_from_one_member_keeps_the_voter_a_cut_host_is_removed_once(
     left = [i for i in all_ids if i != lost]
     assert out.notes["roster after removal"] == left
     assert out.notes["conf after removal"] == {1: left, 3: left}
-    print(f"\ncut -> removal: {out.seconds}")
+    print(f"\nseconds from the cut: {out.seconds}; m2 led: {out.notes['m2 leads at the cut']}")
