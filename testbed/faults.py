@@ -209,17 +209,70 @@ def supervised_args(remove_after_s: float, min_size: int = 2) -> list[str]:
     ]  # fmt: skip
 
 
+def registration_status(bed: HostsBed, service: str, node: str, via: str) -> str | None:
+    """The worst check of ``service``'s registration on ``node``, as the catalog (the
+    servers) reports it through ``via``'s agent: what the keeper counts a voter lost by."""
+    try:
+        status, entries = bed.agents[via].request(
+            "GET", f"/v1/health/service/{service}", timeout_s=2
+        )
+    except OSError:
+        return None
+    if status != 200 or not isinstance(entries, list):
+        return None
+    order = ["passing", "warning", "critical"]
+    for entry in entries:
+        if entry.get("Node", {}).get("Node") == node:
+            found = [c.get("Status") for c in entry.get("Checks", [])]
+            return max(found, key=lambda c: order.index(c) if c in order else 3, default=None)
+    return None
+
+
+def hold_partition(bed: HostsBed, zk: HostsZk, peer: int, hold_s: float) -> dict[str, object]:
+    """m2 partitioned from member ``peer``'s host only, for ``hold_s``; the evidence.
+
+    ``reaches``: whether the peer and the third host can connect to m2 during it; ``roster``,
+    ``serf`` and ``registration``: every roster ids, m2's ``serfHealth`` and the worst check
+    of m2's registration sampled through the hold (via both other hosts' agents); ``modes``,
+    ``conf`` and ``disk``: each server's mode, ``conf`` voters and on-disk voters at the end.
+    """
+    shorts = {n: h.short for n, h in enumerate(bed.members, 1)}
+    third = next(n for n in (1, 3) if n != peer)
+    address = {n: zk.host(n) for n in (1, 2, 3)}
+    roster_seen: set[tuple[int, ...]] = set()
+    serf: set[str | None] = set()
+    registration: set[str | None] = set()
+    with bed.network.partition(shorts[peer], shorts[2]):
+        found: dict[str, object] = {
+            "reaches": {n: reaches(bed, shorts[n], address[2]) for n in (peer, third)}
+        }
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < hold_s:
+            roster_seen.add(tuple(roster_ids(bed, zk.cluster)))
+            for via in (shorts[peer], shorts[third]):
+                serf.add(bed.node_status(shorts[2], via))
+                registration.add(registration_status(bed, zk.cluster, shorts[2], via))
+            time.sleep(0.25)
+        found["modes"] = zk.modes()
+        found["conf"] = {n: conf_voters(bed, address[n]) for n in (1, 2, 3)}
+        found["disk"] = {n: disk_voters(zk, n) for n in (1, 2, 3)}
+    found.update(roster=roster_seen, serf=serf, registration=registration)
+    return found
+
+
 def partition_then_cut(bed: HostsBed, zk: HostsZk, remove_after_s: float) -> Outcome:
     """A supervised ensemble of 3 (``supervised_args``, the servers started with
-    ``server_jvmflags``), members 1..3 on m1..m3, formed; first m2
-    is partitioned from m1 only for 3x ``remove_after_s``, then m2's link is cut at the router
-    until the roster drops its id.
+    ``server_jvmflags``), members 1..3 on m1..m3, formed. m2 is partitioned from m1 only for
+    3x ``remove_after_s`` (``hold_partition``); when m3 leads ZooKeeper after that, m2 is also
+    partitioned from m3 only, so that in one of the two m2's own server stops serving (its
+    check a warning) unless m2 leads. Then m2's link is cut at the router until the roster
+    drops its id.
 
-    ``notes``: the ids, the roster ids sampled through the partition, m2's ``serfHealth`` as
-    the servers report it, who reaches m2 while partitioned, each server's ``conf`` voters at
-    the end of the partition; after the cut, the roster's versions, the "removed voter" lines
-    and each remaining server's voters. ``seconds``: from the cut until Consul declares m2
-    failed, until the roster drops it, until both remaining servers run 2 voters.
+    ``notes``: the ids, ``partitions`` (member -> ``hold_partition``'s evidence), the "lost"
+    lines and roster versions after them; after the cut, the roster's version and ids, the
+    "removed voter" lines and the remaining servers' voters. ``seconds``: from the cut until
+    Consul declares m2 failed, until the roster drops it, until both remaining servers run 2
+    voters.
     """
     out = Outcome()
     for n in (1, 2, 3):
@@ -230,28 +283,19 @@ def partition_then_cut(bed: HostsBed, zk: HostsZk, remove_after_s: float) -> Out
     wait_until(lambda: len(roster_ids(bed, zk.cluster)) == 3, 60, "a roster of 3")
     out.notes["ids"] = ids
     out.notes["version before"] = roster(bed, zk.cluster)["version"]
-    m1, m2, m3 = (h.short for h in bed.members)
+    m1, m2 = bed.members[0].short, bed.members[1].short
     address = {n: zk.host(n) for n in (1, 2, 3)}
 
-    seen_ids: set[tuple[int, ...]] = set()
-    serf: set[str | None] = set()
-    with bed.network.partition(m1, m2):
-        out.notes["m1 reaches m2"] = reaches(bed, m1, address[2])
-        out.notes["m3 reaches m2"] = reaches(bed, m3, address[2])
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 3 * remove_after_s:
-            seen_ids.add(tuple(roster_ids(bed, zk.cluster)))
-            serf.update(bed.node_status(m2, via) for via in (m1, m3))
-            time.sleep(0.25)
-        out.notes["modes while partitioned"] = zk.modes()
-        out.notes["conf while partitioned"] = {n: conf_voters(bed, address[n]) for n in ids}
-        out.notes["disk while partitioned"] = {n: disk_voters(zk, n) for n in ids}
-    out.notes["roster while partitioned"] = seen_ids
-    out.notes["m2 serfHealth while partitioned"] = serf
+    partitions: dict[int, dict[str, object]] = {}
+    partitions[1] = hold_partition(bed, zk, 1, 3 * remove_after_s)
+    modes = zk.wait_quorum(timeout_s=120)
+    if modes[3] == "leader":  # m2 followed m3 through the first: hide m2 from its leader
+        partitions[3] = hold_partition(bed, zk, 3, 3 * remove_after_s)
+        modes = zk.wait_quorum(timeout_s=120)  # the cut starts from three serving members
+    out.notes["partitions"] = partitions
     out.notes["lost lines while partitioned"] = log_lines(zk, f"voter {lost} (")
-    out.notes["version after partition"] = roster(bed, zk.cluster)["version"]
+    out.notes["version after partitions"] = roster(bed, zk.cluster)["version"]
 
-    modes = zk.wait_quorum(timeout_s=120)  # the cut starts from three serving members
     out.notes["m2 leads at the cut"] = modes[2] == "leader"  # then ZooKeeper fails over first
     t0 = time.monotonic()
     with bed.network.cut(m2):
