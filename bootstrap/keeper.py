@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Collection, Sequence
 
@@ -208,14 +209,21 @@ class VoterKeeper:
             if refused:
                 self._once(f"{what}: not now, {refused}", warning=True)
                 return
-            if not await self.remove(view, roster.voter(lost.member_id) or lost):
+            # the service is asked through the live voters only: the lost one's address (a
+            # host cut off) would only hold the connection up until its timeout
+            reach = dataclasses.replace(
+                view,
+                members=tuple(m for m in view.members if m.member_id in live | {self.member_id}),
+            )
+            if not await self.remove(reach, roster.voter(lost.member_id) or lost):
                 return
         self.lost_since.pop(lost.member_id, None)
         self.done.append(what)
 
     async def remove(self, view: ClusterView, voter: Voter) -> bool:
-        """Take ``voter`` out: the service first, then the roster, then its claim. The caller
-        holds the lock and has checked the floor. ``False``: the service was busy."""
+        """Take ``voter`` out: the service first (reached through ``view``'s members), then the
+        roster, then its claim. The caller holds the lock and has checked the floor.
+        ``False``: the service was busy."""
         async with self._changes(view) as changes:
             committed = await changes.committed()
             if voter.member_id in committed.voter_ids() and not (
