@@ -16,7 +16,8 @@ Rules:
   ``remove_after`` without a break (timed by each member from the moment it saw it lost) is
   removed by a live voter, only if the remaining live voters are at least the floor
   (``min_size``, default ``expect``) and a majority of the voters left. A partition that hides a
-  voter from some members only never removes it while Consul's servers still see it.
+  voter from some members only never removes it while Consul's servers still see it. The
+  removal asks the service through the live voters only, never at the lost one's address.
 - **The roster follows the service.** It changes only after the service committed (a
   compare-and-set on the roster, tried again on a fresh read); a removed voter's id claim is
   then released, so the id can be claimed again.
