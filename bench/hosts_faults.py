@@ -15,7 +15,11 @@ the moment of the fault, and times from that moment:
   serves;
 - member 2's host link cut for 15 s: until Consul declares the host failed, and until the
   ensemble serves after the link is back;
-- member 2's local Consul agent down for 5 s: until the ensemble serves after the agent is back.
+- member 2's local Consul agent down for 5 s: until the ensemble serves after the agent is back;
+- partition then cut (a supervised ensemble, ``--remove-after 3s --min-size 2``, formed first):
+  m2 hidden from m1 only for 9 s (never removed), then m2's link cut: from the cut until Consul
+  declares m2 failed, until the roster drops m2, until both servers left run 2 voters (each
+  round also prints whether m2 led ZooKeeper, which adds ZooKeeper's own failover).
 
 Also the bed's own start (namespaces + 6 agents joined with a leader) and a 3-member Kafka
 formation across the subnets. Medians over rounds, the per-round values beside them; the
@@ -35,10 +39,12 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench.common import Figure, machine, median, per_round, table
-from testbed.faults import SCENARIOS
+from testbed.faults import SCENARIOS, partition_then_cut, supervised_args
 from testbed.hosts import HostsBed, HostsKafka, HostsZk
 
 BASELINE = ("no fault", "ensemble serving")
+PARTITION = "partition then cut"
+REMOVE_AFTER_S = 3
 
 
 def one_round(workdir: Path, samples: dict[tuple[str, str], list[float]], only: list[str]) -> None:
@@ -53,6 +59,20 @@ def one_round(workdir: Path, samples: dict[tuple[str, str], list[float]], only: 
                 outcome = play(bed, zk)
         for step, seconds in outcome.seconds.items():
             samples[(scenario, step)].append(seconds)
+    if not only or PARTITION in only:
+        root = workdir / f"partition-{uuid.uuid4().hex[:6]}"
+        args = supervised_args(REMOVE_AFTER_S)
+        with (
+            HostsBed(root / "bed") as bed,
+            HostsZk(
+                bed, root / "zk", f"bench-{uuid.uuid4().hex[:8]}", args, server_jvmflags=True
+            ) as zk,
+        ):
+            outcome = partition_then_cut(bed, zk, REMOVE_AFTER_S)
+        led = "m2 led ZooKeeper" if outcome.notes["m2 leads at the cut"] else "m2 followed"
+        print(f"  {PARTITION}: {led}: {outcome.seconds}", flush=True)
+        for step, seconds in outcome.seconds.items():
+            samples[(PARTITION, step)].append(seconds)
     if only and "kafka" not in only:
         return
     root = workdir / f"kafka-{uuid.uuid4().hex[:6]}"
@@ -67,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hosts_faults", description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
-        "--only", action="append", default=[], choices=[*SCENARIOS, "kafka"],
+        "--only", action="append", default=[], choices=[*SCENARIOS, PARTITION, "kafka"],
         help="run only this (repeatable; the no-fault baseline is always run)",
     )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")

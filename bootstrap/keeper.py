@@ -16,8 +16,9 @@ Rules:
   ``remove_after`` without a break (timed by each member from the moment it saw it lost) is
   removed by a live voter, only if the remaining live voters are at least the floor
   (``min_size``, default ``expect``) and a majority of the voters left, and every live voter that
-  stays has caught up (the service says so). A partition that hides a
-  voter from some members only never removes it while Consul's servers still see it.
+  stays has caught up (the service says so). A partition that hides a voter from some members
+  only never removes it while Consul's servers still see it. The removal asks the service
+  through the live voters only, never at the lost one's address.
 - **The roster follows the service.** It changes only after the service committed (a
   compare-and-set on the roster, tried again on a fresh read); a removed voter's id claim is
   then released, so the id can be claimed again.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Collection, Sequence
 
@@ -229,8 +231,14 @@ class VoterKeeper:
             if refused:
                 self._once(f"{what}: not now, {refused}", warning=True)
                 return
+            # the service is asked through the live voters only: the lost one's address (a
+            # host cut off) would only hold the connection up until its timeout
+            reach = dataclasses.replace(
+                view,
+                members=tuple(m for m in view.members if m.member_id in live | {self.member_id}),
+            )
             staying = [i for i in roster.ids() if i in live and i != lost.member_id]
-            if not await self.remove(view, roster.voter(lost.member_id) or lost, staying):
+            if not await self.remove(reach, roster.voter(lost.member_id) or lost, staying):
                 return
         self.lost_since.pop(lost.member_id, None)
         self.done.append(what)
@@ -267,10 +275,11 @@ class VoterKeeper:
                 await asyncio.sleep(TICK_S)
 
     async def remove(self, view: ClusterView, voter: Voter, staying: Collection[int]) -> bool:
-        """Take ``voter`` out: the service first, then the roster, then its claim. The caller
-        holds the lock and has checked the floor; ``staying`` (the live voters left) must all
-        have caught up, or the service would be left with a quorum still syncing. ``False``:
-        not now (the service was busy, or a voter that stays is behind)."""
+        """Take ``voter`` out: the service first (reached through ``view``'s members), then the
+        roster, then its claim. The caller holds the lock and has checked the floor;
+        ``staying`` (the live voters left) must all have caught up, or the service would be left
+        with a quorum still syncing. ``False``: not now (the service was busy, or a voter that
+        stays is behind)."""
         async with self._changes(view) as changes:
             behind = [i for i in sorted(staying) if not await changes.caught_up(i)]
             if behind:

@@ -218,10 +218,20 @@ class HostsZk(ZkEnsemble):
     """A ZooKeeper ensemble with member n on the bed's n-th member host."""
 
     def __init__(
-        self, bed: HostsBed, workdir: Path, cluster: str, extra_args: Iterable[str] = ()
+        self,
+        bed: HostsBed,
+        workdir: Path,
+        cluster: str,
+        extra_args: Iterable[str] = (),
+        server_jvmflags: bool = False,
     ) -> None:
         super().__init__(
-            bed.agents[bed.members[0].short], workdir, len(bed.members), cluster, extra_args
+            bed.agents[bed.members[0].short],
+            workdir,
+            len(bed.members),
+            cluster,
+            extra_args,
+            server_jvmflags=server_jvmflags,
         )
         self.bed = bed
 

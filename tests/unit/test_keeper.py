@@ -72,8 +72,10 @@ class VotingList(ListService):
     def __init__(self, ensemble: Ensemble) -> None:
         super().__init__()
         self.ensemble = ensemble
+        self.reached: list[list[int]] = []  # the member ids of each view a change was made from
 
     def voter_changes(self, view: ClusterView) -> VoterChanges | None:
+        self.reached.append([m.member_id for m in view.members])
         return FakeVoters(self.ensemble)
 
 
@@ -240,6 +242,24 @@ async def test_a_critical_registration_is_lost_and_one_that_comes_back_is_not(
     put_back(fake, dataclasses.replace(instance, health="passing"))
     await keeper.step()
     assert keeper.lost_since == {} and ensemble.changes == []
+
+
+async def test_a_lost_voter_is_removed_through_the_live_voters_only(tmp_path: Path) -> None:
+    """Proves the removal asks the service through the live voters, never at the lost one's
+    address: a host cut off (registered, critical) would hold the connection up until its
+    timeout (seen on the hosts bed: kazoo's 10 s start spent on the cut host)."""
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble)
+    keeper = await keeper_of(tmp_path, fake, ensemble, 1, min_size=2)
+    put_back(fake, dataclasses.replace(fake.services["c1-3"], health="critical"))
+    await keeper.step()
+    lost_long_ago(keeper, 3)
+    service = keeper.service
+    assert isinstance(service, VotingList)
+    service.reached.clear()
+    await keeper.step()
+    assert ensemble.changes == ["remove 3"]
+    assert service.reached == [[1, 2]]
 
 
 def put_back(fake: FakeDiscovery, instance: Instance) -> None:
