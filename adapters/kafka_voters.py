@@ -10,7 +10,8 @@ against the controllers (``--bootstrap-controller h1:9093,h2:9093,...``):
   cluster lock orders changes, so ``Committed.version`` is ``""``.
 - ``caught_up(id)``: ``describe --replication``, a whitespace table with a header row
   (``NodeId DirectoryId LogEndOffset Lag LastFetchTimestamp LastCaughtUpTimestamp Status``):
-  the row of ``id`` as a Follower or Observer with a lag of at most ``CAUGHT_UP_LAG`` records.
+  the row of ``id`` as the Leader, or as a Follower or Observer with a lag of at most
+  ``CAUGHT_UP_LAG`` records.
 - ``add``: ``--command-config <this member's server.properties> add-controller``. The tool reads
   node.id, the controller listener and the directory id from that file and the
   ``meta.properties`` beside the log dirs, so only the joiner itself can add itself: ``voter``
@@ -138,6 +139,8 @@ class KafkaVoterChanges(VoterChanges):
     async def caught_up(self, member_id: int) -> bool:
         output = await self._checked("describe", "--replication")
         for replica in parse_replication(output, self.id_range):
+            if replica.node_id == member_id and replica.status == "Leader":
+                return True  # the leader is the log the others catch up with
             if replica.node_id == member_id and replica.status in ("Follower", "Observer"):
                 return replica.lag <= CAUGHT_UP_LAG
         return False

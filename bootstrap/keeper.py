@@ -42,6 +42,7 @@ from bootstrap.model import ClusterView
 from bootstrap.roster import Roster
 from bootstrap.voters import Voter, VoterChanges
 
+HELD_BACK_MAX_S = 16.0  # the longest wait between two tries of a removal held back
 TICK_S = 2.0  # how often a pending change looks again (a joiner catching up, a lost voter's clock)
 BACKOFF_MAX_S = 30.0
 RECORD_TRIES = 5
@@ -82,6 +83,7 @@ class VoterKeeper:
         self.floor = self.settings.min_size or self.settings.expect
         self.lost_since: dict[int, float] = {}
         self.done: list[str] = []  # one line per change this member made (tests, the log)
+        self.held_back = False  # the last step's change could not be made yet
         self._wake = asyncio.Event()
         self._said: set[str] = set()
 
@@ -93,9 +95,12 @@ class VoterKeeper:
         delay = TICK_S
         while True:
             self._wake.clear()
+            self.held_back = False
             try:
                 pending = await self.step()
-                delay = TICK_S
+                # held back (a voter that stays is behind, the service busy): look again
+                # later and later, so a long wait does not take the lock every tick
+                delay = min(delay * 2, HELD_BACK_MAX_S) if self.held_back else TICK_S
             except ConsulError as exc:
                 self._once(f"voter changes: {exc}; trying again", warning=True)
                 pending, delay = True, min(delay * 2, BACKOFF_MAX_S)
@@ -129,7 +134,10 @@ class VoterKeeper:
         due = [
             v for v in lost if now - self.lost_since[v.member_id] >= self.settings.remove_after_s
         ]
-        if due:
+        refused = due and removal_refused(roster.ids(), due[0].member_id, live, self.floor)
+        if refused:  # decided again under the lock; no lock taken for what cannot pass
+            self._once(f"remove lost voter {due[0].member_id}: not now, {refused}", warning=True)
+        elif due:
             await self._remove_lost(view, due[0])
         return True
 
@@ -224,7 +232,7 @@ class VoterKeeper:
             if roster is None or roster.voter(lost.member_id) is None:
                 self.lost_since.pop(lost.member_id, None)
                 return  # another member removed it while this one waited
-            live = await self.live()
+            live = await self.live() | {self.member_id}
             if lost.member_id in live:
                 return
             refused = removal_refused(roster.ids(), lost.member_id, live, self.floor)
@@ -283,6 +291,7 @@ class VoterKeeper:
         async with self._changes(view) as changes:
             behind = [i for i in sorted(staying) if not await changes.caught_up(i)]
             if behind:
+                self.held_back = True
                 self._once(
                     f"removing voter {voter.member_id}: not now, voters {behind} that stay "
                     "have not caught up",
@@ -294,6 +303,7 @@ class VoterKeeper:
                 await changes.remove(voter, version=committed.version)
             ):
                 log.info("removing voter %d: the service is busy; later", voter.member_id)
+                self.held_back = True
                 return False
         await self._record(lambda voters: [v for v in voters if v.member_id != voter.member_id])
         await self._release_claim(voter.member_id)

@@ -69,7 +69,8 @@ class VoterChanges(AsyncResource, abc.ABC):
 
     @abc.abstractmethod
     async def caught_up(self, member_id: int) -> bool:
-        """True once ``member_id`` (a joiner, running as a non-voter) has synced enough to vote."""
+        """True once ``member_id`` has synced enough to vote: a joiner running as a non-voter,
+        or a voter that stays when another is removed. The leader is always caught up."""
 
     @abc.abstractmethod
     async def add(self, voter: Voter, *, version: str) -> bool:
