@@ -134,3 +134,73 @@ def test_a_combined_kafka_joiner_becomes_a_voter_and_is_removed_once_lost(
         )
         assert len(acked) >= 50, f"the producer got too few acks: {producer.log_path}"
         assert not missing, missing[:20]
+
+
+RESTART_HOST = 141  # 127.0.0.141 .. 143
+RESTART_REMOVE_AFTER_S = 180  # longer than a restart: a restart is not a loss
+
+
+def change_lines(kafka: KafkaCluster, node_id: int) -> list[str]:
+    """Every agent line, in any member's log, that changed voter ``node_id``."""
+    marks = (
+        f"add voter {node_id}:",
+        f"re-add id {node_id} ",
+        f"remove lost voter {node_id}",
+        f"removed voter {node_id} (",
+    )
+    return [
+        f"{name}: {line}"
+        for name in kafka.members
+        for line in (kafka.member_dir(name) / "member.log").read_text(errors="replace").splitlines()
+        if any(mark in line for mark in marks)
+    ]
+
+
+def test_a_restarted_kafka_controller_is_neither_removed_nor_re_added(
+    consul: ConsulAgent, cluster: str, tmp_path: Path
+) -> None:
+    """Proves a supervised controller of a dynamic quorum that stops (its agent deregisters
+    it, so its peers see it lost and start its clock) and starts again on the same disk keeps
+    its seat: the roster's version does not move, no agent adds or removes it, and the quorum
+    lists the same voters with the same directory ids afterwards (the Kubernetes operator's
+    sidecar removes and re-adds a controller on every restart)."""
+    lib = peer_libs()["kafka4"]
+    options = {"quorum": "dynamic", "quorum_tool": kafka_tool_command(lib, METADATA_QUORUM, [])}
+    members = combined(cluster, first_host=RESTART_HOST, **options)
+    supervised = ["--supervise", "--remove-after", f"{RESTART_REMOVE_AFTER_S}s"]
+    with KafkaCluster(consul, tmp_path, cluster, members, agent_extra=supervised) as kafka:
+        kafka.start_all()
+        kafka.wait_formed()
+        three = roster_voters(consul, cluster)
+        wait_until(lambda: quorum_voters(kafka, "k1") == three, 60, "the quorum of 3")
+        version = roster(consul, cluster)["version"]
+        k2 = int(kafka.meta("k2")["node.id"])
+        directory = kafka.meta("k2")["directory.id"]
+        assert (k2, directory) in [(v[0], v[1]) for v in three]
+
+        stopped_at = time.monotonic()
+        # SIGTERM to the group: the JVM's own exit (143) comes back through its agent.
+        assert kafka.procs.pop("k2").stop(timeout_s=60) in (0, 143)
+        seen_lost = f"voter {k2} ({members[1].host}) is not registered"
+
+        def logs(*names: str) -> str:
+            return "".join(
+                (kafka.member_dir(n) / "member.log").read_text(errors="replace") for n in names
+            )
+
+        wait_until(lambda: seen_lost in logs("k1", "k3"), 60, "the peers seeing k2 lost")
+        kafka.start("k2")
+        kafka.wait_formed(timeout_s=120)
+        wait_until(
+            lambda: f"voter {k2} is back in Consul: it is not removed" in logs("k1", "k3"),
+            TIMEOUT_S,
+            "the peers seeing k2 back",
+        )
+        back_s = time.monotonic() - stopped_at
+        wait_until(lambda: agreed(kafka, consul, "k1") == three, 60, "the same quorum")
+        assert quorum_voters(kafka, "k3") == three
+        assert kafka.meta("k2")["directory.id"] == directory
+        assert roster(consul, cluster)["version"] == version
+        assert change_lines(kafka, k2) == []
+        assert "the cluster is formed (roster" in logs("k2")
+        print(f"\nkafka restart: stop -> back in Consul {back_s:.1f}s, roster v{version} kept")
