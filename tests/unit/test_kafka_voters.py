@@ -306,7 +306,7 @@ async def test_bad_directory_ids_never_reach_the_command_line() -> None:
 
 async def test_the_real_runner_reports_a_missing_tool_and_a_hang(tmp_path: Path) -> None:
     """Proves a tool that cannot start, or runs past the timeout, is a VoterChangeError."""
-    with pytest.raises(VoterChangeError, match="cannot run the quorum tool"):
+    with pytest.raises(VoterChangeError, match="cannot run the Kafka tool"):
         await run_tool([str(tmp_path / "nope")], 5)
     with pytest.raises(VoterChangeError, match=r"did not finish within 0\.2s"):
         await run_tool(["sleep", "5"], 0.2)
