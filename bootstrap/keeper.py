@@ -148,7 +148,8 @@ class VoterKeeper:
         due_gone = [c for c in gone if now - self.gone_since[c.member_id] >= after]
         if due_gone:
             await self._unregister_gone(view, due_gone[0])
-        return bool(lost) or any(c.member_id not in self.left_alone for c in gone)
+        waiting = set(self.gone_since) - self.left_alone  # what this step did is off the clock
+        return bool(lost) or any(claim.member_id in waiting for claim in gone)
 
     async def _still_mine(self) -> bool:
         """Whether this member's id claim is still its own. A voter removed by another member

@@ -3,7 +3,7 @@ own agents promote a joining combined member to a voter of the dynamic quorum (K
 remove it once it is lost (``bootstrap.keeper``), while a producer with acks=all keeps sending.
 
 Nomad's semantics are played by hand: a lost member's process group is killed and its
-registration removed. Members live on 127.0.0.131 .. 127.0.0.134.
+registration removed. Members live on 127.0.0.131 .. 127.0.0.134 and 127.0.0.141 .. .147.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from testbed.consul import ConsulAgent
-from testbed.jvm import METADATA_QUORUM, kafka_tool_command, peer_libs
+from testbed.jvm import CLUSTER_TOOL, METADATA_QUORUM, TOPIC_COMMAND, kafka_tool_command, peer_libs
 from testbed.kafka import PORTS, AckedProducer, KafkaCluster, KafkaMember, combined
 from testbed.kafka import host as kafka_host
 from testbed.procs import wait_until
@@ -204,3 +204,87 @@ def test_a_restarted_kafka_controller_is_neither_removed_nor_re_added(
         assert change_lines(kafka, k2) == []
         assert "the cluster is formed (roster" in logs("k2")
         print(f"\nkafka restart: stop -> back in Consul {back_s:.1f}s, roster v{version} kept")
+
+
+BROKER_HOST = 144  # 127.0.0.144 .. 146 combined, .147 the broker-only member
+
+
+def endpoint_ids(kafka: KafkaCluster, via: str) -> list[int] | None:
+    """The broker ids ``kafka-cluster list-endpoints --include-fenced-brokers`` lists (Kafka
+    4.4 takes that flag with --bootstrap-server only)."""
+    try:
+        listed = kafka.tool(
+            CLUSTER_TOOL,
+            [
+                "list-endpoints",
+                "--include-fenced-brokers",
+                "--bootstrap-server",
+                kafka.bootstrap(via),
+            ],
+        )
+    except AssertionError:
+        return None
+    rows = [line.split() for line in listed.splitlines()]
+    return sorted(int(row[0]) for row in rows if row and row[0].isdigit())
+
+
+def test_a_kafka_broker_gone_longer_than_remove_after_is_unregistered(
+    consul: ConsulAgent, cluster: str, tmp_path: Path
+) -> None:
+    """Proves a broker-only member that joined a supervised combined cluster (its own Consul
+    service, claims in the cluster's namespace) and then is lost for good (killed and
+    deregistered) is unregistered by one live member after --remove-after: kafka-cluster
+    list-endpoints --include-fenced-brokers lists it before and not after, its id claim is
+    released, the tool ran through the supervisor. Prints what Kafka shows of a partition
+    whose replicas it held (partition draining is left out)."""
+    lib = peer_libs()["kafka4"]
+    tools = {
+        "quorum": "dynamic",
+        "quorum_tool": kafka_tool_command(lib, METADATA_QUORUM, []),
+        "cluster_tool": kafka_tool_command(lib, CLUSTER_TOOL, []),
+    }
+    members = combined(cluster, first_host=BROKER_HOST, **tools)
+    broker = KafkaMember(
+        "b1",
+        kafka_host(4, BROKER_HOST),
+        f"{cluster}-broker",
+        1,
+        {**tools, "roles": "broker", "controller_service": cluster, "controllers": 3},
+    )
+    with KafkaCluster(consul, tmp_path, cluster, members, agent_extra=SUPERVISED) as kafka:
+        kafka.start_all()
+        kafka.wait_formed()
+        kafka.members["b1"] = broker
+        kafka.start("b1")
+        kafka.wait_formed()
+        b1 = int(kafka.meta("b1")["node.id"])
+        assert b1 >= 100
+        kafka.create_topic("held", replicas=4, via="k1", configs={"min.insync.replicas": 2})
+        kafka.produce("held", "before-the-loss", via="k1")
+        assert endpoint_ids(kafka, "k1") == [1, 2, 3, b1]
+
+        kafka_lose(kafka, "b1")
+        lost_at = time.monotonic()
+        claim = f"/v1/kv/cluster-bootstrap/{cluster}/ids/{b1}"
+        wait_until(lambda: consul.request("GET", claim)[0] == 404, TIMEOUT_S, "claim released")
+        to_unregistered_s = time.monotonic() - lost_at
+        listed = endpoint_ids(kafka, "k1")
+        assert listed == [1, 2, 3], listed
+        done = [
+            n
+            for n in ("k1", "k2", "k3")
+            if f"unregistered member {b1} (" in (kafka.member_dir(n) / "member.log").read_text()
+        ]
+        assert len(done) == 1, done
+        for n in ("k1", "k2", "k3"):
+            log = (kafka.member_dir(n) / "member.log").read_text(errors="replace")
+            assert "Unknown child process" not in log, n
+        described = kafka.tool(
+            TOPIC_COMMAND,
+            ["--bootstrap-server", kafka.bootstrap("k1"), "--describe", "--topic", "held"],
+        )
+        assert kafka.consume_one("held", via="k2") == "before-the-loss"
+        print(
+            f"\nkafka broker gone -> unregistered {to_unregistered_s:.1f}s (--remove-after "
+            f"{REMOVE_AFTER_S}s); after: list-endpoints {listed}; topic:\n{described}"
+        )
