@@ -93,6 +93,9 @@ class VoterKeeper:
         self.lost_since: dict[int, float] = {}
         self.gone_since: dict[int, float] = {}  # non-voters, the same clock
         self.left_alone: set[int] = set()  # non-voters the service keeps nothing of
+        # Other Consul services of the cluster (brokers of a split cluster) that claims name:
+        # ``run`` watches their registrations too, as ``Day2``'s watch does this member's own.
+        self.other_groups: set[str] = set()
         self.done: list[str] = []  # one line per change this member made (tests, the log)
         self._wake = asyncio.Event()
         self._said: set[str] = set()
@@ -100,8 +103,22 @@ class VoterKeeper:
     def notice(self) -> None:
         self._wake.set()
 
+    def _changed(self, kind: str) -> None:
+        self.notice()
+
     async def run(self) -> None:
         """Look, act, wait for a change (or the next tick while something is pending)."""
+        watched: dict[str, asyncio.Task[None]] = {}
+        try:
+            await self._run(watched)
+        finally:
+            for task in watched.values():
+                task.cancel()
+            await asyncio.gather(*watched.values(), return_exceptions=True)
+
+    async def _run(self, watched: dict[str, asyncio.Task[None]]) -> None:
+        from bootstrap.watch import Watch  # a blocking query per other service: no polling
+
         delay = TICK_S
         while True:
             self._wake.clear()
@@ -114,6 +131,12 @@ class VoterKeeper:
             except BootstrapError as exc:  # VoterChangeError, an untrusted value, ...
                 log.error("voter changes: %s; trying again in %.0fs", exc, delay)
                 pending, delay = True, min(delay * 2, BACKOFF_MAX_S)
+            for group in sorted(self.other_groups - set(watched)):
+                watch = Watch(
+                    self.start.discovery, self.settings.cluster_prefix, group, self._changed
+                )
+                watched[group] = asyncio.create_task(watch.registrations())
+                pending = True  # one more look: a change before its baseline is not missed
             if not pending:
                 await self._wake.wait()
                 continue
@@ -182,7 +205,9 @@ class VoterKeeper:
         voters = {*roster.ids(), self.member_id}
         others = [c for c, _ in claims.by_id.values() if c.member_id not in voters and c.group]
         gone = []
-        for group in sorted({claim.group for claim in others}):
+        groups = {claim.group for claim in others}
+        self.other_groups |= groups - {self.settings.consul_service}
+        for group in sorted(groups):
             present = await self._registered(group, claims)
             gone += [c for c in others if c.group == group and c.member_id not in present]
         return sorted(gone, key=lambda claim: claim.member_id)

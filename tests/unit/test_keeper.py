@@ -4,6 +4,7 @@ lost voter removed after --remove-after and only above the floor, one change at 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from bootstrap.day2 import Day2
 from bootstrap.deadline import Deadline
 from bootstrap.errors import VoterChangeError
 from bootstrap.flow import Plan, Start
+from bootstrap import keeper as keeper_module
 from bootstrap.keeper import VoterKeeper, removal_refused
 from bootstrap.lock import ClusterLock
 from bootstrap.model import ClusterView, Instance, Member
@@ -351,9 +353,13 @@ class BrokerList(ForgettingList):
 
 
 async def forgetting_keeper(
-    tmp_path: Path, fake: FakeDiscovery, ensemble: Ensemble, answers: list[bool | None]
+    tmp_path: Path,
+    fake: FakeDiscovery,
+    ensemble: Ensemble,
+    answers: list[bool | None],
+    remove_after_s: float = 5.0,
 ) -> VoterKeeper:
-    settings = settings_for(tmp_path, 1, expect=3, remove_after_s=5.0)
+    settings = settings_for(tmp_path, 1, expect=3, remove_after_s=remove_after_s)
     service = ForgettingList(ensemble)
     service.answers = answers
     start = Start(settings, fake, service, Deadline(5))
@@ -471,3 +477,34 @@ async def test_two_members_unregister_a_gone_broker_once_and_zero_never(tmp_path
     assert await never.step() is False
     never.gone_since[b6] = -1e9
     assert await never.step() is False and claimed(fake, b6)
+
+
+async def test_run_watches_the_other_service_so_a_broker_gone_wakes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Proves the keeper's loop watches the registrations of another Consul service its
+    claims name (Day2's watch covers this member's own only): a broker deregistered there
+    wakes it, and it is unregistered without any other change in the cluster."""
+    monkeypatch.setattr(keeper_module, "TICK_S", 0.05)
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble)
+    keeper = await forgetting_keeper(tmp_path, fake, ensemble, [], remove_after_s=0.1)
+    b = await broker(tmp_path, fake, ensemble, 5)
+    task = asyncio.create_task(keeper.run())
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if keeper.other_groups:
+                break
+        await asyncio.sleep(0.2)  # settled: nothing pending, waiting for a change
+        assert keeper.other_groups == {"c1-broker"} and claimed(fake, b)
+        await fake.deregister(f"c1-broker-{b}")
+        for _ in range(250):
+            await asyncio.sleep(0.02)
+            if not claimed(fake, b):
+                break
+        assert ensemble.changes == [f"unregister {b}=127.0.0.15"] and not claimed(fake, b)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
