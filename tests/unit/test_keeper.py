@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from bootstrap import keeper as keeper_module
 from bootstrap.day2 import Day2
 from bootstrap.deadline import Deadline
 from bootstrap.errors import VoterChangeError
 from bootstrap.flow import Plan, Start
-from bootstrap import keeper as keeper_module
 from bootstrap.keeper import VoterKeeper, removal_refused
 from bootstrap.lock import ClusterLock
 from bootstrap.model import ClusterView, Instance, Member
