@@ -138,7 +138,9 @@ class KafkaVoterChanges(VoterChanges):
     async def caught_up(self, member_id: int) -> bool:
         output = await self._checked("describe", "--replication")
         for replica in parse_replication(output, self.id_range):
-            if replica.node_id == member_id and replica.status in ("Follower", "Observer"):
+            # The leader is caught up by definition: the keeper asks about every voter that
+            # stays before a removal (a joiner is never the leader).
+            if replica.node_id == member_id:
                 return replica.lag <= CAUGHT_UP_LAG
         return False
 
