@@ -343,6 +343,7 @@ class VoterKeeper:
             done = await self.service.unregister(view, gone.member())
             if done is None:
                 self.left_alone.add(gone.member_id)
+                self.gone_since.pop(gone.member_id, None)
                 log.info(
                     "member %d is gone: the %s service keeps nothing of it; its claim is kept",
                     gone.member_id,
