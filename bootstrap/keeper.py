@@ -28,7 +28,8 @@ Rules:
   starting (a supervised check is critical until its server serves) or stuck, not gone; an
   agent that died leaves its TTL check critical until Consul deregisters it
   (``DeregisterCriticalServiceAfter``), and then it is gone. A service that keeps nothing
-  of a member that left (``unregister`` gives ``None``) has it left alone, claim and all.
+  of a member that left (``unregister`` gives ``None``) has it left alone, claim and all. A
+  lost voter, once removed, is unregistered the same way (a combined Kafka member is a broker).
 - **The roster follows the service.** It changes only after the service committed (a
   compare-and-set on the roster, tried again on a fresh read); a removed voter's id claim is
   then released, so the id can be claimed again.
@@ -324,8 +325,28 @@ class VoterKeeper:
             staying = [i for i in roster.ids() if i in live and i != lost.member_id]
             if not await self.remove(view, roster.voter(lost.member_id) or lost, staying):
                 return
+            await self._unregister_removed(view, lost)
         self.lost_since.pop(lost.member_id, None)
         self.done.append(what)
+
+    async def _unregister_removed(self, view: ClusterView, lost: Voter) -> None:
+        """A lost voter, once removed, is forgotten like a gone non-voter (a combined Kafka
+        member is a broker too), still under the lock. Its claim is already released, so
+        nothing asks again: a refusal is one warning naming the id."""
+        try:
+            done = await self.service.unregister(view, lost.member)
+        except VoterChangeError as exc:
+            done, why = False, str(exc)
+        else:
+            why = "the service was busy"
+        if done is False:
+            log.warning(
+                "removed voter %d is still registered in the service (%s); unregister it by hand",
+                lost.member_id,
+                why,
+            )
+        elif done:
+            log.warning("unregistered removed voter %d from the service", lost.member_id)
 
     async def _unregister_gone(self, view: ClusterView, gone: Claim) -> None:
         """Decided again under the lock: still claimed (the same claim), still not a voter,

@@ -358,8 +358,9 @@ async def forgetting_keeper(
     ensemble: Ensemble,
     answers: list[bool | None],
     remove_after_s: float = 5.0,
+    **over: object,
 ) -> VoterKeeper:
-    settings = settings_for(tmp_path, 1, expect=3, remove_after_s=remove_after_s)
+    settings = settings_for(tmp_path, 1, expect=3, remove_after_s=remove_after_s, **over)
     service = ForgettingList(ensemble)
     service.answers = answers
     start = Start(settings, fake, service, Deadline(5))
@@ -508,3 +509,23 @@ async def test_run_watches_the_other_service_so_a_broker_gone_wakes_it(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@pytest.mark.parametrize("answer", [True, False, None])
+async def test_a_removed_lost_voter_is_unregistered_too(
+    tmp_path: Path, answer: bool | None
+) -> None:
+    """Proves a lost voter, once removed from the voters, is unregistered from the service
+    under the same lock (a combined Kafka member is a broker too); a refusal leaves the
+    removal done (roster, claim) with a warning, and None does nothing more."""
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble)
+    keeper = await forgetting_keeper(tmp_path, fake, ensemble, [answer], min_size=2)
+    await lose(fake, 3)
+    await keeper.step()
+    lost_long_ago(keeper, 3)
+    await keeper.step()
+    assert ensemble.changes == ["remove 3", "unregister 3=127.0.0.13"]
+    assert await roster_ids(fake) == [1, 2] and not claimed(fake, 3)
+    assert keeper.done == ["remove lost voter 3"]
+    assert fake.kv["cluster-bootstrap/c1/lock"].session is None
