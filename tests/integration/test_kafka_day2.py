@@ -66,9 +66,14 @@ def test_a_combined_kafka_joiner_becomes_a_voter_and_is_removed_once_lost(
     --no-initial-controllers, is made a voter by its own agent (roster and describe --status
     list the same 4 voters, the 4th with the directory id of its meta.properties); lost for
     good, it is removed by a live member after --remove-after (roster and quorum back to 3, its
-    id claim released); every message acknowledged meanwhile is read back."""
+    id claim released, its broker unregistered); every message acknowledged meanwhile is read
+    back."""
     lib = peer_libs()["kafka4"]
-    options = {"quorum": "dynamic", "quorum_tool": kafka_tool_command(lib, METADATA_QUORUM, [])}
+    options = {
+        "quorum": "dynamic",
+        "quorum_tool": kafka_tool_command(lib, METADATA_QUORUM, []),
+        "cluster_tool": kafka_tool_command(lib, CLUSTER_TOOL, []),
+    }
     members = combined(cluster, first_host=FIRST_HOST, **options)
     fourth = KafkaMember("k4", kafka_host(4, FIRST_HOST), cluster, 3, options)
     with KafkaCluster(consul, tmp_path, cluster, members, agent_extra=SUPERVISED) as kafka:
@@ -117,6 +122,11 @@ def test_a_combined_kafka_joiner_becomes_a_voter_and_is_removed_once_lost(
                 if f"removed voter {k4} (" in (kafka.member_dir(n) / "member.log").read_text()
             ]
             assert len(removed) == 1, removed
+            # Removed as a voter, the combined member is unregistered as a broker too.
+            wait_until(lambda: endpoint_ids(kafka, "k1") == [1, 2, 3], 60, "4 unregistered")
+            assert f"unregistered removed voter {k4}" in (
+                kafka.member_dir(removed[0]) / "member.log"
+            ).read_text(errors="replace")
             for n in ("k1", "k2", "k3", "k4"):  # the tool's exit came from the supervisor
                 log = (kafka.member_dir(n) / "member.log").read_text(errors="replace")
                 assert "Unknown child process" not in log, n
