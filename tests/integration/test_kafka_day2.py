@@ -289,7 +289,7 @@ def test_a_kafka_broker_gone_longer_than_remove_after_is_unregistered(
         listed = endpoint_ids(kafka, "k1")
         assert listed == [1, 2, 3], listed
         # Asked again (another member late, or a controller-only joiner never registered as a
-        # broker): whatever Kafka answers, the adapter takes it as done.
+        # broker): Kafka 4.4 exits 1 with BrokerIdNotRegisteredException; the adapter: done.
         quorum = [Member(i + 1, m.host, PORTS) for i, m in enumerate(members)]
         assert asyncio.run(unregister_broker(tools["cluster_tool"], quorum, b1)) is True
         again = subprocess.run(
@@ -300,6 +300,7 @@ def test_a_kafka_broker_gone_longer_than_remove_after_is_unregistered(
         answer = [
             line for line in (again.stdout + again.stderr).splitlines() if "Exception" in line
         ]
+        assert again.returncode == 1 and "BrokerIdNotRegisteredException" in answer[0], answer
         done = [
             n
             for n in ("k1", "k2", "k3")
