@@ -58,6 +58,9 @@ Options (``options:`` in the config file, or ``--set``):
   ``["/opt/kafka/bin/kafka-metadata-quorum.sh"]``), which ``status`` runs against each
   controller (``--bootstrap-controller <it> describe --status``) for the quorum's own view, and
   online voter changes use with ``quorum: dynamic`` (``adapters/kafka_voters.py``);
+- ``cluster_tool``: the argv of ``kafka-cluster`` (default ``["/opt/kafka/bin/kafka-cluster.sh"]``,
+  or ``java -cp <jars> org.apache.kafka.tools.ClusterTool``): supervise mode runs ``unregister
+  --id N`` for a broker gone longer than ``--remove-after`` (``bootstrap.keeper``);
 - ``conf_file`` (default ``<conf_dir>/server.properties``), ``id_min``, ``id_max``;
 - ``extra``: a mapping of further properties. More come from the environment as in the
   apache/kafka image: ``KAFKA_FOO_BAR=1`` is ``foo.bar=1`` (``_`` -> ``.``, ``__`` -> ``_``,
@@ -89,7 +92,12 @@ from adapters.images import (
     KAFKA_SHARED_CONFIG_DIR,
     kafka_not_honoured,
 )
-from adapters.kafka_voters import DIRECTORY_ID_PATTERN, KafkaVoterChanges, run_tool
+from adapters.kafka_voters import (
+    DIRECTORY_ID_PATTERN,
+    KafkaVoterChanges,
+    run_tool,
+    unregister_broker,
+)
 from bootstrap.errors import (
     BootstrapError,
     CannotJoin,
@@ -252,6 +260,16 @@ OPTIONS = OptionSet(
         Custom(
             _command,
             (("wrong-type", {"bin": "kafka-metadata-quorum.sh"}), ("out-of-range", [])),
+            "a command (a list of non-empty strings)",
+        ),
+        when=_KRAFT,
+    ),
+    Option(
+        "cluster_tool",
+        ["/opt/kafka/bin/kafka-cluster.sh"],
+        Custom(
+            _command,
+            (("wrong-type", {"bin": "kafka-cluster.sh"}), ("out-of-range", [])),
             "a command (a list of non-empty strings)",
         ),
         when=_KRAFT,
@@ -440,6 +458,20 @@ class KafkaService(ServicePort):
             self.mode.controllers(view),
             self.conf_file(view.me),
             id_range=ID_RANGES[frozenset({"broker", "controller"})],
+            run=self.tool_runner or run_tool,
+        )
+
+    async def unregister(self, view: ClusterView, member: Member) -> bool | None:
+        """A broker gone for good leaves the metadata: ``kafka-cluster unregister --id N``
+        (``cluster_tool``) against the controllers. Its partitions are not moved: replicas it
+        held stay assigned to it (offline) until reassigned by hand. ``None`` in ZooKeeper
+        mode: a broker's registration there is an ephemeral znode, gone with its session."""
+        if not isinstance(self.mode, KRaftMode):
+            return None
+        return await unregister_broker(
+            self.opts["cluster_tool"],
+            self.mode.controllers(view),
+            member.member_id,
             run=self.tool_runner or run_tool,
         )
 

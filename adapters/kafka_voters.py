@@ -10,8 +10,7 @@ against the controllers (``--bootstrap-controller h1:9093,h2:9093,...``):
   cluster lock orders changes, so ``Committed.version`` is ``""``.
 - ``caught_up(id)``: ``describe --replication``, a whitespace table with a header row
   (``NodeId DirectoryId LogEndOffset Lag LastFetchTimestamp LastCaughtUpTimestamp Status``):
-  the row of ``id`` as the Leader, or as a Follower or Observer with a lag of at most
-  ``CAUGHT_UP_LAG`` records.
+  the row of ``id`` as a Follower or Observer with a lag of at most ``CAUGHT_UP_LAG`` records.
 - ``add``: ``--command-config <this member's server.properties> add-controller``. The tool reads
   node.id, the controller listener and the directory id from that file and the
   ``meta.properties`` beside the log dirs, so only the joiner itself can add itself: ``voter``
@@ -82,14 +81,14 @@ async def run_tool(argv: Sequence[str], timeout_s: float) -> RunResult:
             stderr=asyncio.subprocess.STDOUT,
         )
     except OSError as exc:
-        raise VoterChangeError(f"cannot run the quorum tool {argv[0]}: {exc.strerror}") from exc
+        raise VoterChangeError(f"cannot run the Kafka tool {argv[0]}: {exc.strerror}") from exc
     try:
         output, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()
-        raise VoterChangeError(f"the quorum tool did not finish within {timeout_s:g}s") from None
+        raise VoterChangeError(f"the Kafka tool did not finish within {timeout_s:g}s") from None
     assert proc.returncode is not None
     return proc.returncode, output.decode(errors="replace")
 
@@ -140,7 +139,7 @@ class KafkaVoterChanges(VoterChanges):
         output = await self._checked("describe", "--replication")
         for replica in parse_replication(output, self.id_range):
             if replica.node_id == member_id and replica.status == "Leader":
-                return True  # the leader is the log the others catch up with
+                return True  # the log the others catch up with (a joiner is never the leader)
             if replica.node_id == member_id and replica.status in ("Follower", "Observer"):
                 return replica.lag <= CAUGHT_UP_LAG
         return False
@@ -217,6 +216,41 @@ class KafkaVoterChanges(VoterChanges):
             f"{what} of controller {voter.member_id} ({voter.directory_id}) refused "
             f"(exit {code}): {_error_line(output)}"
         )
+
+
+async def unregister_broker(
+    tool: Sequence[str],
+    controllers: Sequence[Member],
+    node_id: int,
+    *,
+    run: Runner = run_tool,
+    timeout_s: float = QUORUM_TOOL_TIMEOUT_S,
+) -> bool:
+    """``kafka-cluster unregister --bootstrap-controller <controllers> --id N``: the broker
+    registration of ``node_id`` leaves the cluster's metadata (the ``cluster_tool`` option:
+    the image's ``kafka-cluster.sh`` or ``org.apache.kafka.tools.ClusterTool``). ``True``:
+    unregistered, or not registered at all (a controller-only joiner, or done by another
+    member); ``False``: a refusal a retry may fix; else ``VoterChangeError``."""
+    if not controllers:
+        raise VoterChangeError("no controller to ask to unregister a broker")
+    bootstrap = ",".join(endpoint(m.address, m.port(CONTROLLER_LABEL)) for m in controllers)
+    argv = [*tool, "unregister", "--bootstrap-controller", bootstrap, "--id", str(node_id)]
+    try:
+        code, output = await run(argv, timeout_s)
+    except TimeoutError:
+        raise VoterChangeError(f"the cluster tool did not finish within {timeout_s:g}s") from None
+    except OSError as exc:
+        raise VoterChangeError(f"cannot run the cluster tool {argv[0]}: {exc.strerror}") from exc
+    if code == 0:
+        return True
+    error = _error_class(output)
+    if error == "BrokerIdNotRegisteredException":
+        return True
+    if error in _CONFLICTS:
+        return False
+    raise VoterChangeError(
+        f"kafka-cluster unregister --id {node_id} refused (exit {code}): {_error_line(output)}"
+    )
 
 
 # -- parsers (module level: the unit tests feed them hostile output) ---------------------------

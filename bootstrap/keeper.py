@@ -19,6 +19,18 @@ Rules:
   stays has caught up (the service says so). A partition that hides a voter from some members
   only never removes it while Consul's servers still see it. The removal asks the service
   through the live voters only, never at the lost one's address.
+- **Gone non-voters are unregistered.** A claim of this cluster that is not on the roster (a
+  Kafka broker-only member, in this or another Consul service of the cluster; a joiner never
+  promoted) whose registration is *missing* from its own service's catalog for longer than
+  ``remove_after`` (the same clock: per member, from the moment it saw it gone, without a
+  break) is unregistered from the service (``ServicePort.unregister``) by a live voter under
+  the lock, decided again there; its id claim is released afterwards. A registration with a
+  critical check does not count as gone here: a member whose agent still registers it is
+  starting (a supervised check is critical until its server serves) or stuck, not gone; an
+  agent that died leaves its TTL check critical until Consul deregisters it
+  (``DeregisterCriticalServiceAfter``), and then it is gone. A service that keeps nothing
+  of a member that left (``unregister`` gives ``None``) has it left alone, claim and all. A
+  lost voter, once removed, is unregistered the same way (a combined Kafka member is a broker).
 - **The roster follows the service.** It changes only after the service committed (a
   compare-and-set on the roster, tried again on a fresh read); a removed voter's id claim is
   then released, so the id can be claimed again.
@@ -38,7 +50,8 @@ from bootstrap.errors import BootstrapError, ConsulError, VoterChangeError
 from bootstrap.flow import Start
 from bootstrap.lock import ClusterLock
 from bootstrap.log import log
-from bootstrap.model import ClusterView
+from bootstrap.membership import Claims, Membership
+from bootstrap.model import Claim, ClusterView
 from bootstrap.roster import Roster
 from bootstrap.voters import Voter, VoterChanges
 
@@ -82,6 +95,11 @@ class VoterKeeper:
         self.member_id = member_id
         self.floor = self.settings.min_size or self.settings.expect
         self.lost_since: dict[int, float] = {}
+        self.gone_since: dict[int, float] = {}  # non-voters, the same clock
+        self.left_alone: set[int] = set()  # non-voters the service keeps nothing of
+        # Other Consul services of the cluster (brokers of a split cluster) that claims name:
+        # ``run`` watches their registrations too, as ``Day2``'s watch does this member's own.
+        self.other_groups: set[str] = set()
         self.done: list[str] = []  # one line per change this member made (tests, the log)
         self.held_back = False  # the last step's change could not be made yet
         self._wake = asyncio.Event()
@@ -90,8 +108,22 @@ class VoterKeeper:
     def notice(self) -> None:
         self._wake.set()
 
+    def _changed(self, kind: str) -> None:
+        self.notice()
+
     async def run(self) -> None:
         """Look, act, wait for a change (or the next tick while something is pending)."""
+        watched: dict[str, asyncio.Task[None]] = {}
+        try:
+            await self._run(watched)
+        finally:
+            for task in watched.values():
+                task.cancel()
+            await asyncio.gather(*watched.values(), return_exceptions=True)
+
+    async def _run(self, watched: dict[str, asyncio.Task[None]]) -> None:
+        from bootstrap.watch import Watch  # a blocking query per other service: no polling
+
         delay = TICK_S
         while True:
             self._wake.clear()
@@ -107,6 +139,12 @@ class VoterKeeper:
             except BootstrapError as exc:  # VoterChangeError, an untrusted value, ...
                 log.error("voter changes: %s; trying again in %.0fs", exc, delay)
                 pending, delay = True, min(delay * 2, BACKOFF_MAX_S)
+            for group in sorted(self.other_groups - set(watched)):
+                watch = Watch(
+                    self.start.discovery, self.settings.cluster_prefix, group, self._changed
+                )
+                watched[group] = asyncio.create_task(watch.registrations())
+                pending = True  # one more look: a change before its baseline is not missed
             if not pending:
                 await self._wake.wait()
                 continue
@@ -128,18 +166,24 @@ class VoterKeeper:
         live = await self.live() | {self.member_id}  # this member runs: it is not lost
         lost = [voter for voter in roster.voters if voter.member_id not in live]
         self._clock(roster, lost)
-        if not lost or not self.settings.remove_after_s:
+        gone = [c for c in await self.gone(roster) if c.member_id not in self.left_alone]
+        self._clock_gone(gone)
+        after = self.settings.remove_after_s
+        if not (lost or gone) or not after:
             return False
         now = time.monotonic()
-        due = [
-            v for v in lost if now - self.lost_since[v.member_id] >= self.settings.remove_after_s
-        ]
+        due = [v for v in lost if now - self.lost_since[v.member_id] >= after]
         refused = due and removal_refused(roster.ids(), due[0].member_id, live, self.floor)
         if refused:  # decided again under the lock; no lock taken for what cannot pass
             self._once(f"remove lost voter {due[0].member_id}: not now, {refused}", warning=True)
         elif due:
             await self._remove_lost(view, due[0])
-        return True
+            return True
+        due_gone = [c for c in gone if now - self.gone_since[c.member_id] >= after]
+        if due_gone:
+            await self._unregister_gone(view, due_gone[0])
+        waiting = set(self.gone_since) - self.left_alone  # what this step did is off the clock
+        return bool(lost) or any(claim.member_id in waiting for claim in gone)
 
     async def _still_mine(self) -> bool:
         """Whether this member's id claim is still its own. A voter removed by another member
@@ -164,6 +208,55 @@ class VoterKeeper:
         _, claims = await membership.read_claims()
         found = membership.sort_out([i for i in instances if i.health != "critical"], claims)
         return {member.member_id for member in found.members}
+
+    async def gone(self, roster: Roster) -> list[Claim]:
+        """Claims of this cluster outside the roster (not this member's) whose registration
+        is missing from their own Consul service (``Claim.group``), in any health state."""
+        _, claims = await self.start.membership.read_claims()
+        voters = {*roster.ids(), self.member_id}
+        others = [c for c, _ in claims.by_id.values() if c.member_id not in voters and c.group]
+        gone = []
+        groups = {claim.group for claim in others}
+        self.other_groups |= groups - {self.settings.consul_service}
+        for group in sorted(groups):
+            present = await self._registered(group, claims)
+            gone += [c for c in others if c.group == group and c.member_id not in present]
+        return sorted(gone, key=lambda claim: claim.member_id)
+
+    async def _registered(self, group: str, claims: Claims) -> set[int]:
+        """Ids registered in Consul service ``group`` at their claimed endpoint, in any health
+        state (this member's tags and meta filter only its own service)."""
+        own = group == self.settings.consul_service
+        membership = Membership(
+            self.start.discovery,
+            prefix=self.settings.cluster_prefix,
+            consul_service=group,
+            port_labels=type(self.service).port_labels,
+            id_range=self.service.id_range,
+            tags=self.settings.tags if own else (),
+            meta=self.settings.meta if own else None,
+        )
+        _, instances = await self.start.discovery.instances(group)
+        return {member.member_id for member in membership.sort_out(instances, claims).members}
+
+    def _clock_gone(self, gone: Sequence[Claim]) -> None:
+        ids = {claim.member_id for claim in gone}
+        for member_id in sorted(set(self.gone_since) - ids):
+            del self.gone_since[member_id]
+            log.info("member %d is registered again (or its claim is gone): kept", member_id)
+        for claim in gone:
+            if claim.member_id not in self.gone_since:
+                self.gone_since[claim.member_id] = time.monotonic()
+                after = self.settings.remove_after_s
+                log.warning(
+                    "member %d (%s, Consul service %s), not a voter, is not registered: %s",
+                    claim.member_id,
+                    claim.address,
+                    claim.group,
+                    f"unregistered after {after:.0f}s unless it is back"
+                    if after
+                    else "never unregistered (--remove-after 0)",
+                )
 
     def _clock(self, roster: Roster, lost: Sequence[Voter]) -> None:
         ids = {voter.member_id for voter in lost}
@@ -248,8 +341,65 @@ class VoterKeeper:
             staying = [i for i in roster.ids() if i in live and i != lost.member_id]
             if not await self.remove(reach, roster.voter(lost.member_id) or lost, staying):
                 return
+            await self._unregister_removed(view, lost)
         self.lost_since.pop(lost.member_id, None)
         self.done.append(what)
+
+    async def _unregister_removed(self, view: ClusterView, lost: Voter) -> None:
+        """A lost voter, once removed, is forgotten like a gone non-voter (a combined Kafka
+        member is a broker too), still under the lock. Its claim is already released, so
+        nothing asks again: a refusal is one warning naming the id."""
+        try:
+            done = await self.service.unregister(view, lost.member)
+        except VoterChangeError as exc:
+            done, why = False, str(exc)
+        else:
+            why = "the service was busy"
+        if done is False:
+            log.warning(
+                "removed voter %d is still registered in the service (%s); unregister it by hand",
+                lost.member_id,
+                why,
+            )
+        elif done:
+            log.warning("unregistered removed voter %d from the service", lost.member_id)
+
+    async def _unregister_gone(self, view: ClusterView, gone: Claim) -> None:
+        """Decided again under the lock: still claimed (the same claim), still not a voter,
+        still not registered; then the service forgets it, then its claim is released."""
+        what = f"unregister gone member {gone.member_id}"
+        async with self.lock.hold(what):
+            roster = await self.start.rosters.read()
+            _, claims = await self.start.membership.read_claims()
+            held = claims.by_id.get(gone.member_id)
+            if roster is None or held is None or held[0] != gone or gone.member_id in roster.ids():
+                self.gone_since.pop(gone.member_id, None)
+                return  # unregistered by another member meanwhile, claimed anew, or promoted
+            if gone.member_id in await self._registered(gone.group, claims):
+                return
+            done = await self.service.unregister(view, gone.member())
+            if done is None:
+                self.left_alone.add(gone.member_id)
+                self.gone_since.pop(gone.member_id, None)
+                log.info(
+                    "member %d is gone: the %s service keeps nothing of it; its claim is kept",
+                    gone.member_id,
+                    self.service.key,
+                )
+                return
+            if not done:
+                log.info("%s: the service is busy; later", what)
+                return
+            key = self.start.membership.claim_key(gone.member_id)
+            if not await self.start.discovery.kv_delete(key, held[1]):
+                log.info("claim %s changed while it was released: kept", key)
+        self.gone_since.pop(gone.member_id, None)
+        self.done.append(what)
+        log.warning(
+            "unregistered member %d (%s): gone longer than --remove-after; its id is free",
+            gone.member_id,
+            gone.address,
+        )
 
     async def remove_by_hand(self, member_id: int, *, force: bool, deadline_s: float) -> None:
         """``cluster-bootstrap remove SERVICE --id N``: the same removal now, for a planned

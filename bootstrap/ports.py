@@ -303,6 +303,19 @@ class ServicePort(AsyncResource, abc.ABC):
         """
         return None
 
+    async def unregister(self, view: ClusterView, member: Member) -> bool | None:
+        """Make the running service forget ``member``: a member of this cluster that is not a
+        voter (a Kafka broker-only member, a joiner never promoted) and whose registration has
+        been gone for longer than ``--remove-after``. The core (``bootstrap.keeper``) decides
+        when, under the cluster lock, from fresh reads; this says how. Runs through
+        ``tool_runner`` in supervise mode.
+
+        ``True``: the service no longer lists it (or never did); ``False``: not now (tried
+        again later); ``VoterChangeError``: refused. ``None`` (the default): the service keeps
+        nothing of a member that left, so the core leaves it, and its id claim, alone.
+        """
+        return None
+
     # -- the roster (bootstrap.roster) ------------------------------------------------------
 
     def votes(self) -> bool:

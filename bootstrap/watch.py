@@ -135,6 +135,11 @@ class Watch:
                     self.on_change(kind)
             index, entries = next_index(index, new_index), new
 
+    async def registrations(self) -> None:
+        """The registrations query alone (another Consul service of the cluster), until
+        cancelled."""
+        await self._watch_registrations()
+
     async def _watch_registrations(self) -> None:
         what = f"registrations of {self.consul_service!r}"
         index, instances = await self._next(

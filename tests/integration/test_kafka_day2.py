@@ -3,17 +3,21 @@ own agents promote a joining combined member to a voter of the dynamic quorum (K
 remove it once it is lost (``bootstrap.keeper``), while a producer with acks=all keeps sending.
 
 Nomad's semantics are played by hand: a lost member's process group is killed and its
-registration removed. Members live on 127.0.0.131 .. 127.0.0.134.
+registration removed. Members live on 127.0.0.131 .. 127.0.0.134 and 127.0.0.141 .. .147.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
 import time
 from pathlib import Path
 
+from adapters.kafka_voters import unregister_broker
+from bootstrap.model import Member
 from testbed.consul import ConsulAgent
-from testbed.jvm import METADATA_QUORUM, kafka_tool_command, peer_libs
+from testbed.jvm import CLUSTER_TOOL, METADATA_QUORUM, TOPIC_COMMAND, kafka_tool_command, peer_libs
 from testbed.kafka import PORTS, AckedProducer, KafkaCluster, KafkaMember, combined
 from testbed.kafka import host as kafka_host
 from testbed.procs import wait_until
@@ -66,9 +70,14 @@ def test_a_combined_kafka_joiner_becomes_a_voter_and_is_removed_once_lost(
     --no-initial-controllers, is made a voter by its own agent (roster and describe --status
     list the same 4 voters, the 4th with the directory id of its meta.properties); lost for
     good, it is removed by a live member after --remove-after (roster and quorum back to 3, its
-    id claim released); every message acknowledged meanwhile is read back."""
+    id claim released, its broker unregistered); every message acknowledged meanwhile is read
+    back."""
     lib = peer_libs()["kafka4"]
-    options = {"quorum": "dynamic", "quorum_tool": kafka_tool_command(lib, METADATA_QUORUM, [])}
+    options = {
+        "quorum": "dynamic",
+        "quorum_tool": kafka_tool_command(lib, METADATA_QUORUM, []),
+        "cluster_tool": kafka_tool_command(lib, CLUSTER_TOOL, []),
+    }
     members = combined(cluster, first_host=FIRST_HOST, **options)
     fourth = KafkaMember("k4", kafka_host(4, FIRST_HOST), cluster, 3, options)
     with KafkaCluster(consul, tmp_path, cluster, members, agent_extra=SUPERVISED) as kafka:
@@ -117,6 +126,11 @@ def test_a_combined_kafka_joiner_becomes_a_voter_and_is_removed_once_lost(
                 if f"removed voter {k4} (" in (kafka.member_dir(n) / "member.log").read_text()
             ]
             assert len(removed) == 1, removed
+            # Removed as a voter, the combined member is unregistered as a broker too.
+            wait_until(lambda: endpoint_ids(kafka, "k1") == [1, 2, 3], 60, "4 unregistered")
+            assert f"unregistered removed voter {k4}" in (
+                kafka.member_dir(removed[0]) / "member.log"
+            ).read_text(errors="replace")
             for n in ("k1", "k2", "k3", "k4"):  # the tool's exit came from the supervisor
                 log = (kafka.member_dir(n) / "member.log").read_text(errors="replace")
                 assert "Unknown child process" not in log, n
@@ -134,3 +148,185 @@ def test_a_combined_kafka_joiner_becomes_a_voter_and_is_removed_once_lost(
         )
         assert len(acked) >= 50, f"the producer got too few acks: {producer.log_path}"
         assert not missing, missing[:20]
+
+
+RESTART_HOST = 141  # 127.0.0.141 .. 143
+RESTART_REMOVE_AFTER_S = 180  # longer than a restart: a restart is not a loss
+
+
+def change_lines(kafka: KafkaCluster, node_id: int) -> list[str]:
+    """Every agent line, in any member's log, that changed voter ``node_id``."""
+    marks = (
+        f"add voter {node_id}:",
+        f"re-add id {node_id} ",
+        f"remove lost voter {node_id}",
+        f"removed voter {node_id} (",
+    )
+    return [
+        f"{name}: {line}"
+        for name in kafka.members
+        for line in (kafka.member_dir(name) / "member.log").read_text(errors="replace").splitlines()
+        if any(mark in line for mark in marks)
+    ]
+
+
+def test_a_restarted_kafka_controller_is_neither_removed_nor_re_added(
+    consul: ConsulAgent, cluster: str, tmp_path: Path
+) -> None:
+    """Proves a supervised controller of a dynamic quorum that stops (its agent deregisters
+    it, so its peers see it lost and start its clock) and starts again on the same disk keeps
+    its seat: the roster's version does not move, no agent adds or removes it, and the quorum
+    lists the same voters with the same directory ids afterwards (the Kubernetes operator's
+    sidecar removes and re-adds a controller on every restart)."""
+    lib = peer_libs()["kafka4"]
+    options = {"quorum": "dynamic", "quorum_tool": kafka_tool_command(lib, METADATA_QUORUM, [])}
+    members = combined(cluster, first_host=RESTART_HOST, **options)
+    supervised = ["--supervise", "--remove-after", f"{RESTART_REMOVE_AFTER_S}s"]
+    with KafkaCluster(consul, tmp_path, cluster, members, agent_extra=supervised) as kafka:
+        kafka.start_all()
+        kafka.wait_formed()
+        three = roster_voters(consul, cluster)
+        wait_until(lambda: quorum_voters(kafka, "k1") == three, 60, "the quorum of 3")
+        version = roster(consul, cluster)["version"]
+        k2 = int(kafka.meta("k2")["node.id"])
+        directory = kafka.meta("k2")["directory.id"]
+        assert (k2, directory) in [(v[0], v[1]) for v in three]
+
+        stopped_at = time.monotonic()
+        # SIGTERM to the group: the JVM's own exit (143) comes back through its agent.
+        assert kafka.procs.pop("k2").stop(timeout_s=60) in (0, 143)
+        seen_lost = f"voter {k2} ({members[1].host}) is not registered"
+
+        def logs(*names: str) -> str:
+            return "".join(
+                (kafka.member_dir(n) / "member.log").read_text(errors="replace") for n in names
+            )
+
+        wait_until(lambda: seen_lost in logs("k1", "k3"), 60, "the peers seeing k2 lost")
+        kafka.start("k2")
+        kafka.wait_formed(timeout_s=120)
+        wait_until(
+            lambda: f"voter {k2} is back in Consul: it is not removed" in logs("k1", "k3"),
+            TIMEOUT_S,
+            "the peers seeing k2 back",
+        )
+        back_s = time.monotonic() - stopped_at
+        wait_until(lambda: agreed(kafka, consul, "k1") == three, 60, "the same quorum")
+        assert quorum_voters(kafka, "k3") == three
+        assert kafka.meta("k2")["directory.id"] == directory
+        assert roster(consul, cluster)["version"] == version
+        assert change_lines(kafka, k2) == []
+        assert "the cluster is formed (roster" in logs("k2")
+        print(f"\nkafka restart: stop -> back in Consul {back_s:.1f}s, roster v{version} kept")
+
+
+BROKER_HOST = 144  # 127.0.0.144 .. 146 combined, .147 the broker-only member
+
+
+def endpoint_ids(kafka: KafkaCluster, via: str) -> list[int] | None:
+    """The broker ids ``kafka-cluster list-endpoints --include-fenced-brokers`` lists (Kafka
+    4.4 takes that flag with --bootstrap-server only)."""
+    try:
+        listed = kafka.tool(
+            CLUSTER_TOOL,
+            [
+                "list-endpoints",
+                "--include-fenced-brokers",
+                "--bootstrap-server",
+                kafka.bootstrap(via),
+            ],
+        )
+    except AssertionError:
+        return None
+    rows = [line.split() for line in listed.splitlines()]
+    return sorted(int(row[0]) for row in rows if row and row[0].isdigit())
+
+
+def test_a_kafka_broker_gone_longer_than_remove_after_is_unregistered(
+    consul: ConsulAgent, cluster: str, tmp_path: Path
+) -> None:
+    """Proves a broker-only member that joined a supervised combined cluster (its own Consul
+    service, claims in the cluster's namespace) and then is lost for good (killed and
+    deregistered) is unregistered by one live member after --remove-after: kafka-cluster
+    list-endpoints --include-fenced-brokers lists it before and not after, its id claim is
+    released, the tool ran through the supervisor. Prints what Kafka shows of a partition
+    whose replicas it held (partition draining is left out)."""
+    lib = peer_libs()["kafka4"]
+    tools = {
+        "quorum": "dynamic",
+        "quorum_tool": kafka_tool_command(lib, METADATA_QUORUM, []),
+        "cluster_tool": kafka_tool_command(lib, CLUSTER_TOOL, []),
+    }
+    members = combined(cluster, first_host=BROKER_HOST, **tools)
+    controllers = ",".join(f"{m.host}:{PORTS['controller']}" for m in members)
+    broker = KafkaMember(
+        "b1",
+        kafka_host(4, BROKER_HOST),
+        f"{cluster}-broker",
+        1,
+        {**tools, "roles": "broker", "controller_service": cluster, "controllers": 3},
+    )
+    with KafkaCluster(consul, tmp_path, cluster, members, agent_extra=SUPERVISED) as kafka:
+        kafka.start_all()
+        kafka.wait_formed()
+        kafka.members["b1"] = broker
+        kafka.start("b1")
+        kafka.wait_formed()
+        b1 = int(kafka.meta("b1")["node.id"])
+        assert b1 >= 100
+        kafka.create_topic("held", replicas=4, via="k1", configs={"min.insync.replicas": 2})
+        kafka.produce("held", "before-the-loss", via="k1")
+        bed = ["--bootstrap-server", kafka.bootstrap("k1")]
+        only = ["--create", "--topic", "only-on-b1", "--replica-assignment", str(b1)]
+        kafka.tool(TOPIC_COMMAND, [*bed, *only])
+        assert endpoint_ids(kafka, "k1") == [1, 2, 3, b1]
+
+        kafka_lose(kafka, "b1")
+        lost_at = time.monotonic()
+        claim = f"/v1/kv/cluster-bootstrap/{cluster}/ids/{b1}"
+        wait_until(lambda: consul.request("GET", claim)[0] == 404, TIMEOUT_S, "claim released")
+        to_unregistered_s = time.monotonic() - lost_at
+        listed = endpoint_ids(kafka, "k1")
+        assert listed == [1, 2, 3], listed
+        # Asked again (another member late, or a controller-only joiner never registered as a
+        # broker): Kafka 4.4 exits 1 with BrokerIdNotRegisteredException; the adapter: done.
+        quorum = [Member(i + 1, m.host, PORTS) for i, m in enumerate(members)]
+        assert asyncio.run(unregister_broker(tools["cluster_tool"], quorum, b1)) is True
+        again = subprocess.run(
+            [*tools["cluster_tool"], "unregister", "--bootstrap-controller", controllers,
+             "--id", str(b1)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        answer = [
+            line for line in (again.stdout + again.stderr).splitlines() if "Exception" in line
+        ]
+        assert again.returncode == 1 and "BrokerIdNotRegisteredException" in answer[0], answer
+        done = [
+            n
+            for n in ("k1", "k2", "k3")
+            if f"unregistered member {b1} (" in (kafka.member_dir(n) / "member.log").read_text()
+        ]
+        assert len(done) == 1, done
+        for n in ("k1", "k2", "k3"):
+            log = (kafka.member_dir(n) / "member.log").read_text(errors="replace")
+            assert "Unknown child process" not in log, n
+        described = kafka.tool(TOPIC_COMMAND, [*bed, "--describe", "--topic", "held|only-on-b1"])
+        rows = {
+            line.split("Topic: ")[1].split()[0]: line
+            for line in described.splitlines()
+            if "Partition: 0" in line
+        }
+
+        # What Kafka 4.4 does (no draining): the unregistered id stays in the replica lists,
+        # out of the ISR; a partition it alone held has no leader.
+        def column(topic: str, name: str) -> list[str]:
+            return rows[topic].split(f"{name}: ")[1].split()[0].split(",")
+
+        assert str(b1) in column("held", "Replicas") and str(b1) not in column("held", "Isr")
+        assert "Leader: none" in rows["only-on-b1"], rows
+        assert kafka.consume_one("held", via="k2") == "before-the-loss"
+        print(
+            f"\nkafka broker gone -> unregistered {to_unregistered_s:.1f}s (--remove-after "
+            f"{REMOVE_AFTER_S}s); after: list-endpoints {listed}; unregister again: exit "
+            f"{again.returncode} {answer[:1]}; topic:\n{described}"
+        )

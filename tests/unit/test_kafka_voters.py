@@ -14,6 +14,7 @@ from adapters.kafka_voters import (
     parse_replication,
     parse_status,
     run_tool,
+    unregister_broker,
 )
 from bootstrap.errors import UsageError, VoterChangeError
 from bootstrap.model import ClusterView, Me, Member
@@ -307,7 +308,7 @@ async def test_bad_directory_ids_never_reach_the_command_line() -> None:
 
 async def test_the_real_runner_reports_a_missing_tool_and_a_hang(tmp_path: Path) -> None:
     """Proves a tool that cannot start, or runs past the timeout, is a VoterChangeError."""
-    with pytest.raises(VoterChangeError, match="cannot run the quorum tool"):
+    with pytest.raises(VoterChangeError, match="cannot run the Kafka tool"):
         await run_tool([str(tmp_path / "nope")], 5)
     with pytest.raises(VoterChangeError, match=r"did not finish within 0\.2s"):
         await run_tool(["sleep", "5"], 0.2)
@@ -388,3 +389,88 @@ def test_a_static_quorums_status_says_so() -> None:
     )
     with pytest.raises(VoterChangeError, match=r"static quorum \(kraft\.version 0\)"):
         parse_status(static, IDS)
+
+
+# -- kafka-cluster unregister (ServicePort.unregister) ------------------------------------------
+
+UNREGISTERED = [
+    "kcl",
+    "unregister",
+    "--bootstrap-controller",
+    BOOTSTRAP,
+    "--id",
+    "104",
+]
+
+
+class ClusterTool:
+    """A fake kafka-cluster: one canned (exit, output); records every argv."""
+
+    def __init__(self, code: int, output: str) -> None:
+        self.answer = (code, output)
+        self.calls: list[list[str]] = []
+
+    async def __call__(self, argv: Sequence[str], timeout_s: float) -> RunResult:
+        self.calls.append(list(argv))
+        return self.answer
+
+
+@pytest.mark.parametrize(
+    ("code", "output", "outcome"),
+    [
+        (0, "Broker 104 is no longer registered.\n", True),
+        (
+            1,
+            "org.apache.kafka.common.errors.BrokerIdNotRegisteredException: Broker ID 104 is "
+            "not currently registered\njava.util.concurrent.ExecutionException: ...\n",
+            True,
+        ),
+        (1, "org.apache.kafka.common.errors.TimeoutException: Timed out waiting\n", False),
+        (1, "org.apache.kafka.common.errors.NotControllerException: not\n", False),
+        (1, "org.apache.kafka.common.errors.UnsupportedVersionException: too old\n", None),
+        (1, "", None),
+    ],
+)
+async def test_unregister_broker_argv_and_outcomes(
+    code: int, output: str, outcome: bool | None
+) -> None:
+    """Proves the argv (subcommand, the controllers, the id) and the outcomes: done or not
+    registered at all is True, Kafka's retryable refusals False, anything else one line."""
+    tool = ClusterTool(code, output)
+    if outcome is None:
+        with pytest.raises(VoterChangeError, match="unregister --id 104 refused"):
+            await unregister_broker(["kcl"], CONTROLLERS, 104, run=tool)
+    else:
+        assert await unregister_broker(["kcl"], CONTROLLERS, 104, run=tool) is outcome
+    assert tool.calls == [UNREGISTERED]
+
+
+async def test_unregister_runs_the_cluster_tool_option_through_the_tool_runner(
+    tmp_path: Path,
+) -> None:
+    """Proves KafkaService.unregister runs cluster_tool (default the image's kafka-cluster.sh)
+    through the supervisor's tool_runner, against the view's controllers; a tool that cannot
+    start or hangs is a VoterChangeError; ZooKeeper mode has nothing to unregister (None)."""
+    assert KafkaService({}).opts["cluster_tool"] == ["/opt/kafka/bin/kafka-cluster.sh"]
+    kafka = KafkaService({"cluster_tool": ["kcl"]})
+    tool = ClusterTool(0, "")
+    kafka.tool_runner = tool
+    gone = Member(104, "10.0.0.9", {"broker": 9092, "controller": 9093})
+    assert await kafka.unregister(view(tmp_path), gone) is True
+    assert tool.calls == [UNREGISTERED]
+
+    async def failing(argv: Sequence[str], timeout_s: float) -> RunResult:
+        raise {"cannot": FileNotFoundError(2, "No such file"), "hangs": TimeoutError()}[argv[0]]
+
+    for tool_argv, message in (("cannot", "cannot run the cluster tool"), ("hangs", "within")):
+        with pytest.raises(VoterChangeError, match=message):
+            await unregister_broker([tool_argv], CONTROLLERS, 104, run=failing)
+    zookeeper = KafkaService({"mode": "zookeeper", "zookeeper_cluster": "zk"})
+    assert await zookeeper.unregister(view(tmp_path), gone) is None
+
+
+def test_a_bad_cluster_tool_is_refused() -> None:
+    """Proves cluster_tool is checked like quorum_tool."""
+    with pytest.raises(UsageError) as err:
+        KafkaService({"cluster_tool": "", "quorum": "dynamic"})
+    assert any("options.cluster_tool" in p for p in err.value.problems)

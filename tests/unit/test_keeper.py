@@ -4,18 +4,20 @@ lost voter removed after --remove-after and only above the floor, one change at 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from pathlib import Path
 
 import pytest
 
+from bootstrap import keeper as keeper_module
 from bootstrap.day2 import Day2
 from bootstrap.deadline import Deadline
 from bootstrap.errors import VoterChangeError
 from bootstrap.flow import Plan, Start
 from bootstrap.keeper import VoterKeeper, removal_refused
 from bootstrap.lock import ClusterLock
-from bootstrap.model import ClusterView, Instance
+from bootstrap.model import ClusterView, Instance, Member
 from bootstrap.roster import Rosters
 from bootstrap.settings import Settings
 from bootstrap.voters import Committed, Voter, VoterChanges
@@ -350,3 +352,200 @@ async def test_a_voter_that_stays_behind_holds_a_removal_back(tmp_path: Path) ->
     ensemble.caught_up.add(2)
     await keeper.step()
     assert ensemble.changes == ["remove 4"] and await roster_ids(fake) == [1, 2, 3]
+
+
+# -- non-voters gone longer than --remove-after (ServicePort.unregister) -------------------------
+
+
+class ForgettingList(VotingList):
+    """A service that keeps a record of non-voters: ``answers`` is what unregister gives."""
+
+    answers: list[bool | None]
+
+    async def unregister(self, view: ClusterView, member: Member) -> bool | None:
+        self.ensemble.changes.append(f"unregister {member.member_id}={member.address}")
+        return self.answers.pop(0) if self.answers else True
+
+
+class BrokerList(ForgettingList):
+    def votes(self) -> bool:
+        return False
+
+
+async def forgetting_keeper(
+    tmp_path: Path,
+    fake: FakeDiscovery,
+    ensemble: Ensemble,
+    answers: list[bool | None],
+    remove_after_s: float = 5.0,
+    **over: object,
+) -> VoterKeeper:
+    settings = settings_for(tmp_path, 1, expect=3, remove_after_s=remove_after_s, **over)
+    service = ForgettingList(ensemble)
+    service.answers = answers
+    start = Start(settings, fake, service, Deadline(5))
+    await start.plan()
+    return VoterKeeper(start, ClusterLock(fake, "cluster-bootstrap/c1/lock", "member-1"), 1)
+
+
+async def broker(tmp_path: Path, fake: FakeDiscovery, ensemble: Ensemble, n: int) -> int:
+    """A non-voting member n in the cluster's other Consul service ``c1-broker``."""
+    settings = settings_for(tmp_path, n, expect=1, consul_service="c1-broker")
+    plan = await Start(settings, fake, BrokerList(ensemble), Deadline(5)).plan()
+    return plan.view.member_id
+
+
+def claimed(fake: FakeDiscovery, member_id: int) -> bool:
+    return f"cluster-bootstrap/c1/ids/{member_id}" in fake.kv
+
+
+async def test_a_broker_gone_longer_than_remove_after_is_unregistered_then_its_claim_freed(
+    tmp_path: Path,
+) -> None:
+    """Proves a non-voter of another Consul service of the cluster, deregistered, is timed
+    like a lost voter: nothing before --remove-after, then the service unregisters it under
+    the lock (left free) and its claim is released; once, and never a voter change."""
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble)
+    keeper = await forgetting_keeper(tmp_path, fake, ensemble, [])
+    b = await broker(tmp_path, fake, ensemble, 5)
+    assert await keeper.step() is False and keeper.gone_since == {}  # registered: not gone
+    await fake.deregister(f"c1-broker-{b}")
+    assert await keeper.step() is True
+    assert b in keeper.gone_since and ensemble.changes == [] and claimed(fake, b)
+    keeper.gone_since[b] = -1e9
+    assert await keeper.step() is False
+    assert ensemble.changes == [f"unregister {b}=127.0.0.15"]
+    assert not claimed(fake, b) and keeper.done == [f"unregister gone member {b}"]
+    assert fake.kv["cluster-bootstrap/c1/lock"].session is None
+    assert await keeper.step() is False and len(ensemble.changes) == 1
+    assert await roster_ids(fake) == [1, 2, 3]
+
+
+async def test_a_critical_broker_is_not_gone_and_one_back_resets_the_clock(
+    tmp_path: Path,
+) -> None:
+    """Proves only a missing registration counts for a non-voter (a critical one is starting
+    or stuck, its agent alive), and a registration back before --remove-after stops the clock;
+    one back while this member waited for the lock is not unregistered either."""
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble)
+    keeper = await forgetting_keeper(tmp_path, fake, ensemble, [])
+    b = await broker(tmp_path, fake, ensemble, 5)
+    instance = fake.services[f"c1-broker-{b}"]
+    fake.services[instance.service_id] = dataclasses.replace(instance, health="critical")
+    await keeper.step()
+    assert keeper.gone_since == {}
+    await fake.deregister(instance.service_id)
+    await keeper.step()
+    assert b in keeper.gone_since
+    fake.add_instance("c1-broker", instance)
+    await keeper.step()
+    assert keeper.gone_since == {}
+    _, claims = await keeper.start.membership.read_claims()
+    view = (await keeper.start.preview()).view
+    await keeper._unregister_gone(view, claims.by_id[b][0])  # judged gone, back by the lock
+    assert ensemble.changes == [] and claimed(fake, b)
+
+
+async def test_unregister_busy_is_tried_again_and_none_leaves_the_member_alone(
+    tmp_path: Path,
+) -> None:
+    """Proves False from the service keeps the claim and is asked again; None (a service that
+    keeps nothing of a member that left) keeps the claim and is never asked again."""
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble)
+    keeper = await forgetting_keeper(tmp_path, fake, ensemble, [False, True])
+    b = await broker(tmp_path, fake, ensemble, 5)
+    await fake.deregister(f"c1-broker-{b}")
+    await keeper.step()
+    keeper.gone_since[b] = -1e9
+    assert await keeper.step() is True and claimed(fake, b)
+    assert await keeper.step() is False and not claimed(fake, b)
+    assert len(ensemble.changes) == 2
+
+    fake2, ensemble2 = FakeDiscovery(), Ensemble()
+    await formed(tmp_path / "2", fake2, ensemble2)
+    alone = await forgetting_keeper(tmp_path / "2", fake2, ensemble2, [None])
+    b2 = await broker(tmp_path / "2", fake2, ensemble2, 5)
+    await fake2.deregister(f"c1-broker-{b2}")
+    await alone.step()
+    alone.gone_since[b2] = -1e9
+    assert await alone.step() is False
+    assert claimed(fake2, b2) and alone.left_alone == {b2}
+    assert await alone.step() is False and len(ensemble2.changes) == 1
+
+
+async def test_two_members_unregister_a_gone_broker_once_and_zero_never(tmp_path: Path) -> None:
+    """Proves the decision is taken again under the lock (the second member finds the claim
+    gone and does nothing), and --remove-after 0 never unregisters."""
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble)
+    keepers = [await forgetting_keeper(tmp_path, fake, ensemble, []) for _ in range(2)]
+    keepers[1].member_id = 2
+    b = await broker(tmp_path, fake, ensemble, 5)
+    await fake.deregister(f"c1-broker-{b}")
+    for keeper in keepers:
+        await keeper.step()
+        keeper.gone_since[b] = -1e9
+    await asyncio.gather(*(keeper.step() for keeper in keepers))
+    assert ensemble.changes == [f"unregister {b}=127.0.0.15"] and not claimed(fake, b)
+
+    never = await forgetting_keeper(tmp_path, fake, ensemble, [])
+    never.settings = dataclasses.replace(never.settings, remove_after_s=0.0)
+    b6 = await broker(tmp_path, fake, ensemble, 6)
+    await fake.deregister(f"c1-broker-{b6}")
+    assert await never.step() is False
+    never.gone_since[b6] = -1e9
+    assert await never.step() is False and claimed(fake, b6)
+
+
+async def test_run_watches_the_other_service_so_a_broker_gone_wakes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Proves the keeper's loop watches the registrations of another Consul service its
+    claims name (Day2's watch covers this member's own only): a broker deregistered there
+    wakes it, and it is unregistered without any other change in the cluster."""
+    monkeypatch.setattr(keeper_module, "TICK_S", 0.05)
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble)
+    keeper = await forgetting_keeper(tmp_path, fake, ensemble, [], remove_after_s=0.1)
+    b = await broker(tmp_path, fake, ensemble, 5)
+    task = asyncio.create_task(keeper.run())
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if keeper.other_groups:
+                break
+        await asyncio.sleep(0.2)  # settled: nothing pending, waiting for a change
+        assert keeper.other_groups == {"c1-broker"} and claimed(fake, b)
+        await fake.deregister(f"c1-broker-{b}")
+        for _ in range(250):
+            await asyncio.sleep(0.02)
+            if not claimed(fake, b):
+                break
+        assert ensemble.changes == [f"unregister {b}=127.0.0.15"] and not claimed(fake, b)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.mark.parametrize("answer", [True, False, None])
+async def test_a_removed_lost_voter_is_unregistered_too(
+    tmp_path: Path, answer: bool | None
+) -> None:
+    """Proves a lost voter, once removed from the voters, is unregistered from the service
+    under the same lock (a combined Kafka member is a broker too); a refusal leaves the
+    removal done (roster, claim) with a warning, and None does nothing more."""
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble)
+    keeper = await forgetting_keeper(tmp_path, fake, ensemble, [answer], min_size=2)
+    await lose(fake, 3)
+    await keeper.step()
+    lost_long_ago(keeper, 3)
+    await keeper.step()
+    assert ensemble.changes == ["remove 3", "unregister 3=127.0.0.13"]
+    assert await roster_ids(fake) == [1, 2] and not claimed(fake, 3)
+    assert keeper.done == ["remove lost voter 3"]
+    assert fake.kv["cluster-bootstrap/c1/lock"].session is None
