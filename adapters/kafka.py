@@ -74,9 +74,7 @@ The command after ``--`` must start Kafka on the rendered file (``kafka-server-s
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import itertools
 import json
 import re
@@ -95,6 +93,7 @@ from adapters.images import (
 from adapters.kafka_voters import (
     DIRECTORY_ID_PATTERN,
     KafkaVoterChanges,
+    run_program,
     run_tool,
     unregister_broker,
 )
@@ -686,24 +685,8 @@ async def _run_tool(
     argv: Sequence[str], timeout_s: float, what: str, error: type[BootstrapError]
 ) -> tuple[int, list[str]]:
     """Run one of Kafka's tools: its exit code and its non-empty output lines."""
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-    except OSError as exc:
-        raise error(f"cannot run {what} {argv[0]}: {exc.strerror}") from exc
-    try:
-        output, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        raise error(f"{what} did not finish within {timeout_s:g}s") from None
-    lines = [line for line in output.decode(errors="replace").splitlines() if line.strip()]
-    return proc.returncode or 0, lines
+    code, output = await run_program(argv, timeout_s, what=what, error=error)
+    return code, [line for line in output.splitlines() if line.strip()]
 
 
 def _node_ids(text: str) -> list[int] | None:

@@ -41,13 +41,14 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bootstrap.errors import UntrustedValue, VoterChangeError
+from bootstrap.errors import BootstrapError, UntrustedValue, VoterChangeError
 from bootstrap.model import Member, endpoint, valid_address, valid_member_id, valid_port
+from bootstrap.ports import ToolRunner
 from bootstrap.voters import Committed, Voter, VoterChanges
 
 QUORUM_TOOL_TIMEOUT_S = 60.0
@@ -68,11 +69,19 @@ _CONFLICTS = (
 )
 
 RunResult = tuple[int, str]
-Runner = Callable[[Sequence[str], float], Awaitable[RunResult]]
+Runner = ToolRunner  # (argv, timeout) -> (exit code, output): run_tool, or the supervisor's
 
 
-async def run_tool(argv: Sequence[str], timeout_s: float) -> RunResult:
-    """Run ``argv`` without a shell: (exit code, stdout and stderr together)."""
+async def run_program(
+    argv: Sequence[str],
+    timeout_s: float,
+    *,
+    what: str = "the Kafka tool",
+    error: type[BootstrapError] = VoterChangeError,
+) -> RunResult:
+    """Run ``argv`` without a shell: (exit code, stdout and stderr together). ``error`` (one
+    line naming ``what``) when it cannot start or runs past ``timeout_s`` (then it is killed).
+    The one subprocess runner of the Kafka adapter: its tools and the storage format use it."""
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -81,16 +90,21 @@ async def run_tool(argv: Sequence[str], timeout_s: float) -> RunResult:
             stderr=asyncio.subprocess.STDOUT,
         )
     except OSError as exc:
-        raise VoterChangeError(f"cannot run the Kafka tool {argv[0]}: {exc.strerror}") from exc
+        raise error(f"cannot run {what} {argv[0]}: {exc.strerror}") from exc
     try:
         output, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()
-        raise VoterChangeError(f"the Kafka tool did not finish within {timeout_s:g}s") from None
+        raise error(f"{what} did not finish within {timeout_s:g}s") from None
     assert proc.returncode is not None
     return proc.returncode, output.decode(errors="replace")
+
+
+async def run_tool(argv: Sequence[str], timeout_s: float) -> RunResult:
+    """The default ``Runner``: ``run_program`` with ``VoterChangeError``."""
+    return await run_program(argv, timeout_s)
 
 
 @dataclass(frozen=True)
