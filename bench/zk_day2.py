@@ -23,7 +23,6 @@ missing afterwards on some member (lost). Printed, not asserted.
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 import uuid
@@ -35,7 +34,7 @@ from bootstrap.model import Member
 from testbed.consul import ConsulAgent
 from testbed.jvm import four_letter, peer_libs, zk_mode
 from testbed.procs import Process
-from testbed.zookeeper import PORTS, Writer, ZkEnsemble, host, static_config
+from testbed.zookeeper import PORTS, Writer, ZkEnsemble, host, server_view, static_config
 
 FIRST_HOST = 95  # 127.0.0.95-97 the ensemble, .98 the newcomer
 NEW = 4
@@ -67,11 +66,8 @@ def _voters(consul: ConsulAgent, zk: ZkEnsemble, members: tuple[int, ...]) -> li
     if status != 200 or not isinstance(roster, dict):
         return None
     ids = sorted(int(v["id"]) for v in roster["voters"])
-    for n in members:
-        conf = four_letter(zk.host(n), 2181, "conf") or ""
-        lines = re.findall(r"^server\.(\d+)=[^;\n]*?(?::(participant|observer))?;", conf, re.M)
-        if sorted(int(i) for i, role in lines if role != "observer") != ids:
-            return None
+    if any(server_view(zk.host(n))[0] != ids for n in members):
+        return None
     return ids
 
 

@@ -23,7 +23,7 @@ from testbed.hosts import HostsBed, HostsZk
 from testbed.jvm import four_letter, zk_mode
 from testbed.netns import in_netns
 from testbed.procs import wait_until
-from testbed.zookeeper import PORTS
+from testbed.zookeeper import PORTS, config_members
 
 KV_PREFIX = "cluster-bootstrap"  # the agent's default --kv-prefix
 
@@ -162,10 +162,8 @@ def conf_voters(bed: HostsBed, address: str) -> list[int] | None:
     """The voters (``server.N`` not observers) in the ``conf`` of the server at ``address``,
     probed from the router; ``None`` when it does not serve (``conf`` needs a running server)."""
     answer = bed.probe(lambda: four_letter(address, PORTS["client"], "conf"))
-    lines = re.findall(
-        r"^server\.(\d+)=[^;\n]*?(?::(participant|observer))?;", answer, re.MULTILINE
-    )
-    return sorted(int(n) for n, role in lines if role != "observer") if lines else None
+    voters, observers = config_members(answer)
+    return voters if voters or observers else None
 
 
 def disk_voters(zk: HostsZk, n: int) -> list[int]:
@@ -175,8 +173,7 @@ def disk_voters(zk: HostsZk, n: int) -> list[int]:
     zoo_cfg = (zk.member_dir(n) / "conf" / "zoo.cfg").read_text()
     found = re.search(r"^dynamicConfigFile=(.+)$", zoo_cfg, re.MULTILINE)
     text = Path(found.group(1).strip()).read_text() if found else zoo_cfg
-    lines = re.findall(r"^server\.(\d+)=[^;\n]*?(?::(participant|observer))?;", text, re.MULTILINE)
-    return sorted(int(n) for n, role in lines if role != "observer")
+    return config_members(text)[0]
 
 
 def reaches(bed: HostsBed, from_short: str, address: str, timeout_s: float = 2.0) -> bool:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from testbed.consul import ConsulAgent
-from testbed.jvm import FAST_START_JVM, zk_mode, zookeeper_command
+from testbed.jvm import FAST_START_JVM, four_letter, zk_mode, zookeeper_command
 from testbed.procs import AGENT, Process, agent_args
 
 PORTS = {"client": 2181, "quorum": 2888, "election": 3888}
@@ -26,6 +27,21 @@ WRITE_EVERY_S = 0.1
 def host(n: int, first_host: int = 11) -> str:
     """Member n's loopback address: 127.0.0.11 for member 1 by default."""
     return f"127.0.0.{first_host - 1 + n}"
+
+
+_SERVER_LINE = re.compile(r"^server\.(\d+)=[^;\n]*?(?::(participant|observer))?;", re.MULTILINE)
+
+
+def config_members(text: str) -> tuple[list[int], list[int]]:
+    """(voters, observers) in ZooKeeper config text: ``conf``'s answer or a (dynamic) file."""
+    lines = _SERVER_LINE.findall(text)
+    voters = sorted(int(n) for n, role in lines if role != "observer")
+    return voters, sorted(int(n) for n, role in lines if role == "observer")
+
+
+def server_view(host: str) -> tuple[list[int], list[int]]:
+    """(voters, observers) the ZooKeeper server at ``host`` runs with, from ``conf``."""
+    return config_members(four_letter(host, PORTS["client"], "conf"))
 
 
 class ZkEnsemble:

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from adapters.kafka import directory_id
 from testbed.consul import ConsulAgent
-from testbed.jvm import METADATA_QUORUM, four_letter, kafka_tool_command, zk_mode
+from testbed.jvm import METADATA_QUORUM, kafka_tool_command, zk_mode
 from testbed.kafka import KafkaCluster, KafkaMember, combined
 from testbed.kafka import host as kafka_host
 from testbed.procs import wait_until
-from testbed.zookeeper import PORTS, ZkEnsemble
+from testbed.zookeeper import PORTS, ZkEnsemble, server_view
 from tests.integration.conftest import run_agent
 
 ZK_FIRST = 31
@@ -46,17 +46,6 @@ def lose(ensemble: ZkEnsemble, n: int) -> None:
     """Member n is gone: its process killed, its registration removed (as Nomad does)."""
     ensemble.procs.pop(n).kill()
     ensemble.consul.deregister(f"{ensemble.cluster}-{member_id(ensemble, n)}")
-
-
-def server_view(host: str) -> tuple[list[int], list[int]]:
-    """(voters, observers) the ZooKeeper server at ``host`` runs with, from ``conf``."""
-    lines = re.findall(
-        r"^server\.(\d+)=[^;\n]*?(?::(participant|observer))?;",
-        four_letter(host, PORTS["client"], "conf"),
-        re.MULTILINE,
-    )
-    voters = sorted(int(n) for n, role in lines if role != "observer")
-    return voters, sorted(int(n) for n, role in lines if role == "observer")
 
 
 def server_lines(path: Path) -> list[str]:

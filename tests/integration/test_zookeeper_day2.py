@@ -13,9 +13,9 @@ from pathlib import Path
 
 from testbed.consul import ConsulAgent
 from testbed.procs import wait_until
-from testbed.zookeeper import Writer, ZkEnsemble
+from testbed.zookeeper import Writer, ZkEnsemble, server_view
 from tests.integration.conftest import run_agent
-from tests.integration.test_roster import lose, member_id, roster, roster_ids, server_view
+from tests.integration.test_roster import lose, member_id, roster, roster_ids
 
 FIRST_HOST = 121
 REMOVE_AFTER_S = 3
