@@ -84,6 +84,18 @@ def same_voter(a: Voter, b: Voter) -> bool:
     )
 
 
+def _rewind(since: dict[int, float], missing: Sequence[int]) -> tuple[list[int], set[int]]:
+    """One clock per missing id, kept without a break: ids no longer missing leave ``since``
+    (returned first, sorted), ids missing for the first time enter it now (returned second)."""
+    back = sorted(set(since) - set(missing))
+    for member_id in back:
+        del since[member_id]
+    new = {member_id for member_id in missing if member_id not in since}
+    now = time.monotonic()
+    since.update(dict.fromkeys(new, now))
+    return back, new
+
+
 class VoterKeeper:
     """The voter changes of one supervised member; ``notice()`` on every cluster change."""
 
@@ -240,42 +252,38 @@ class VoterKeeper:
         return {member.member_id for member in membership.sort_out(instances, claims).members}
 
     def _clock_gone(self, gone: Sequence[Claim]) -> None:
-        ids = {claim.member_id for claim in gone}
-        for member_id in sorted(set(self.gone_since) - ids):
-            del self.gone_since[member_id]
+        back, new = _rewind(self.gone_since, [claim.member_id for claim in gone])
+        for member_id in back:
             log.info("member %d is registered again (or its claim is gone): kept", member_id)
-        for claim in gone:
-            if claim.member_id not in self.gone_since:
-                self.gone_since[claim.member_id] = time.monotonic()
-                after = self.settings.remove_after_s
-                log.warning(
-                    "member %d (%s, Consul service %s), not a voter, is not registered: %s",
-                    claim.member_id,
-                    claim.address,
-                    claim.group,
-                    f"unregistered after {after:.0f}s unless it is back"
-                    if after
-                    else "never unregistered (--remove-after 0)",
-                )
+        for claim in (c for c in gone if c.member_id in new):
+            log.warning(
+                "member %d (%s, Consul service %s), not a voter, is not registered: %s",
+                claim.member_id,
+                claim.address,
+                claim.group,
+                self._when("unregistered"),
+            )
 
     def _clock(self, roster: Roster, lost: Sequence[Voter]) -> None:
-        ids = {voter.member_id for voter in lost}
-        for member_id in sorted(set(self.lost_since) - ids):
-            del self.lost_since[member_id]
+        back, new = _rewind(self.lost_since, [voter.member_id for voter in lost])
+        for member_id in back:
             if roster.voter(member_id) is not None:  # else: removed, by this member or another
                 log.info("voter %d is back in Consul: it is not removed", member_id)
-        for voter in lost:
-            if voter.member_id not in self.lost_since:
-                self.lost_since[voter.member_id] = time.monotonic()
-                after = self.settings.remove_after_s
-                log.warning(
-                    "voter %d (%s) is not registered, or its check is critical: %s",
-                    voter.member_id,
-                    voter.member.address,
-                    f"removed after {after:.0f}s unless it is back"
-                    if after
-                    else "never removed (--remove-after 0)",
-                )
+        for voter in (v for v in lost if v.member_id in new):
+            log.warning(
+                "voter %d (%s) is not registered, or its check is critical: %s",
+                voter.member_id,
+                voter.member.address,
+                self._when("removed"),
+            )
+
+    def _when(self, done: str) -> str:
+        after = self.settings.remove_after_s
+        return (
+            f"{done} after {after:.0f}s unless it is back"
+            if after
+            else (f"never {done} (--remove-after 0)")
+        )
 
     # -- the changes -------------------------------------------------------------------------
 
