@@ -123,6 +123,18 @@ def require(*programs: str) -> None:
         raise Missing(f"missing program(s): {names} (Debian: apt-get install -y {names})")
 
 
+def jvm_peers() -> dict[str, Path]:
+    """``java`` and the ZooKeeper/Kafka jars the test bed installs (``peer_libs``), or
+    ``Missing`` naming what is absent."""
+    from testbed.jvm import peer_libs
+
+    require("java")
+    try:
+        return peer_libs()
+    except RuntimeError as exc:
+        raise Missing(str(exc)) from exc
+
+
 @contextlib.contextmanager
 def bench_consul(workdir: Path) -> Iterator[ConsulAgent]:
     """A dev Consul agent for one benchmark run; ``Missing`` if no consul binary is built."""

@@ -31,11 +31,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from adapters.kafka_voters import KafkaVoterChanges
-from bench.common import Figure, Missing, median, per_round, require, rotated
+from bench.common import Figure, jvm_peers, median, per_round, rotated
 from bootstrap.model import Member
 from bootstrap.voters import Voter
 from testbed.consul import ConsulAgent
-from testbed.jvm import METADATA_QUORUM, kafka_tool_command, peer_libs
+from testbed.jvm import METADATA_QUORUM, kafka_tool_command
 from testbed.kafka import (
     PORTS,
     AckedProducer,
@@ -188,11 +188,7 @@ def longest_gap(producer: AckedProducer, windows: Sequence[tuple[float, float]])
 
 
 def run(rounds: int, consul: ConsulAgent, workdir: Path) -> list[Figure]:
-    try:
-        require("java")
-        lib = peer_libs()["kafka4"]
-    except RuntimeError as exc:
-        raise Missing(str(exc)) from exc
+    lib = jvm_peers()["kafka4"]
     workdir.mkdir(parents=True, exist_ok=True)
     cluster = f"kd-{uuid.uuid4().hex[:8]}"
     members = combined(cluster, first_host=FIRST_HOST, quorum="dynamic")

@@ -29,10 +29,10 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import Figure, Missing, median, per_round, require, rotated
+from bench.common import Figure, jvm_peers, median, per_round, rotated
 from bootstrap.model import Member
 from testbed.consul import ConsulAgent
-from testbed.jvm import four_letter, peer_libs, zk_mode
+from testbed.jvm import four_letter, zk_mode
 from testbed.procs import Process
 from testbed.zookeeper import PORTS, Writer, ZkEnsemble, host, server_view, static_config
 
@@ -167,11 +167,7 @@ def rolling(workdir: Path) -> tuple[float, Writer, float]:
 
 
 def run(rounds: int, consul: ConsulAgent, workdir: Path) -> list[Figure]:
-    require("java")
-    try:
-        peer_libs()
-    except RuntimeError as exc:
-        raise Missing(str(exc)) from exc
+    jvm_peers()
     to_voter: dict[str, list[float]] = {ONLINE: [], ROLLING: []}
     gaps: dict[str, list[float]] = {ONLINE: [], ROLLING: []}
     failed: dict[str, list[float]] = {ONLINE: [], ROLLING: []}

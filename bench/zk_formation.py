@@ -20,9 +20,9 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from bench.common import Figure, Missing, median, per_round, require, rotated
+from bench.common import Figure, jvm_peers, median, per_round, rotated
 from testbed.consul import ConsulAgent
-from testbed.jvm import peer_libs, zk_mode
+from testbed.jvm import zk_mode
 from testbed.procs import Process, port_open
 from testbed.zookeeper import PORTS, ZkEnsemble, host, static_config
 
@@ -103,11 +103,7 @@ def static(workdir: Path) -> float:
 
 
 def run(rounds: int, consul: ConsulAgent, workdir: Path) -> list[Figure]:
-    require("java")
-    try:
-        peer_libs()
-    except RuntimeError as exc:
-        raise Missing(str(exc)) from exc
+    jvm_peers()
     seconds: dict[str, list[float]] = {AGENT: [], STATIC: []}
     last_exec: dict[str, list[float]] = {AGENT: []}
     dirs = {AGENT: "agent", STATIC: "static"}
