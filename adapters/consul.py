@@ -336,6 +336,7 @@ class ConsulDiscovery(DiscoveryPort):
                     ("TCP", c.tcp),
                     ("HTTP", c.http),
                     ("TTL", c.ttl),
+                    ("Status", c.status),
                     ("Interval", None if c.ttl else c.interval),
                     ("Timeout", None if c.ttl else c.timeout),
                     ("DeregisterCriticalServiceAfter", c.deregister_critical_after),

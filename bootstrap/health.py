@@ -8,6 +8,13 @@ Contract:
 - The adapter is asked every ``PROBE_S`` (locally, no Consul request). Consul hears of a new
   state at once, and of an unchanged one every ``REFRESH_S`` (a third of the TTL), so an idle
   member costs two requests a minute. If the agent dies, the check goes critical after the TTL.
+- **Starting is a warning, not critical.** Until the server first passes, a critical answer
+  goes to Consul as ``warning`` ("starting: ..."), and the check is registered ``warning``
+  (Consul would start it critical). A voter with a critical check counts as lost
+  (``bootstrap.keeper``) and Consul deregisters a registration critical for
+  ``deregister_critical_after``: a slow start (Kafka recovering its log after an unclean
+  stop) must be neither. Once it has passed, critical is critical; an agent that died still
+  goes critical when its TTL runs out.
 - Consul down: one warning, the next probe tries again; the server is never touched.
 """
 
@@ -30,7 +37,7 @@ STATUS = {0: "passing", 1: "warning", 2: "critical"}
 
 
 def supervised_check() -> HealthCheck:
-    return HealthCheck(ttl=f"{TTL_S}s")
+    return HealthCheck(ttl=f"{TTL_S}s", status="warning")
 
 
 def check_id(service_id: str) -> str:
@@ -47,6 +54,7 @@ class HealthReporter:
         self.me = me
         self.check_id = check_id(service_id)
         self.requests = 0
+        self.served = False  # the server has passed once: from then on, critical is critical
 
     async def probe(self) -> tuple[str, str]:
         try:
@@ -58,10 +66,18 @@ class HealthReporter:
     async def healthy(self) -> bool:
         return (await self.probe())[0] == "passing"
 
+    async def report(self) -> tuple[str, str]:
+        """What Consul is told: the probe, with a critical start softened to a warning."""
+        status, detail = await self.probe()
+        self.served = self.served or status == "passing"
+        if status == "critical" and not self.served:
+            return "warning", f"starting: {detail}"
+        return status, detail
+
     async def run(self) -> None:
         last, sent_at, warned = "", 0.0, False
         while True:
-            status, detail = await self.probe()
+            status, detail = await self.report()
             if status != last or time.monotonic() - sent_at >= REFRESH_S:
                 try:
                     self.requests += 1

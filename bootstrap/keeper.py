@@ -26,7 +26,7 @@ Rules:
   break) is unregistered from the service (``ServicePort.unregister``) by a live voter under
   the lock, decided again there; its id claim is released afterwards. A registration with a
   critical check does not count as gone here: a member whose agent still registers it is
-  starting (a supervised check is critical until its server serves) or stuck, not gone; an
+  stuck, not gone (a starting one is a warning: ``bootstrap.health``); an
   agent that died leaves its TTL check critical until Consul deregisters it
   (``DeregisterCriticalServiceAfter``), and then it is gone. A service that keeps nothing
   of a member that left (``unregister`` gives ``None``) has it left alone, claim and all. A

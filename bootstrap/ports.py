@@ -52,6 +52,7 @@ class HealthCheck:
     tcp: str | None = None
     http: str | None = None
     ttl: str | None = None
+    status: str | None = None  # the initial status (Consul's default: critical)
     interval: str = "10s"
     timeout: str = "2s"
     deregister_critical_after: str = "10m"

@@ -284,8 +284,9 @@ def partition_then_cut(bed: HostsBed, zk: HostsZk, remove_after_s: float) -> Out
     m1, m2 = bed.members[0].short, bed.members[1].short
     address = {n: zk.host(n) for n in (1, 2, 3)}
 
-    # A supervised check is critical until its server first serves: a "lost" line from the
-    # formation, soon followed by "back", is not the partition's doing. Count from here.
+    # A member whose server stopped serving after it had served is critical: a "lost" line
+    # from the formation (a leader election), soon followed by "back", is not the
+    # partition's doing. Count from here.
     formed_lines = Counter(log_lines(zk, f"voter {lost} ("))
     partitions: dict[int, dict[str, object]] = {}
     partitions[1] = hold_partition(bed, zk, 1, 3 * remove_after_s)

@@ -227,9 +227,13 @@ async def test_a_dead_holders_lock_is_refused_for_its_lock_delay(
 async def test_report_health_sets_a_ttl_check_and_refuses_an_unknown_one(
     discovery: DiscoveryPort, cluster: str, consul: ConsulAgent
 ) -> None:
-    """Proves report_health moves the TTL check of a registration, and an unknown check id is
-    ConsulBadAnswer, not a silent success."""
-    await discovery.register(reg(cluster, 1, check=HealthCheck(ttl="30s")))
+    """Proves a TTL check starts in the status it is registered with (Consul's default is
+    critical), report_health moves it, and an unknown check id is ConsulBadAnswer, not a silent
+    success."""
+    await discovery.register(reg(cluster, 1, check=HealthCheck(ttl="30s", status="warning")))
+    if isinstance(discovery, ConsulDiscovery):
+        _, checks = consul.request("GET", f"/v1/health/checks/{cluster}")
+        assert isinstance(checks, list) and checks[0]["Status"] == "warning"
     await discovery.report_health(f"service:{cluster}-1", "passing", "up")
     if isinstance(discovery, ConsulDiscovery):
         _, checks = consul.request("GET", f"/v1/health/checks/{cluster}")

@@ -15,8 +15,10 @@ from bootstrap.day2 import Day2, changed_files
 from bootstrap.deadline import Deadline
 from bootstrap.errors import UsageError
 from bootstrap.flow import Start
+from bootstrap.health import HealthReporter, supervised_check
 from bootstrap.lock import ClusterLock
-from bootstrap.ports import KVEntry
+from bootstrap.model import Me
+from bootstrap.ports import HealthReport, KVEntry
 from bootstrap.reload import ChangeWait, OnChange, QuietPeriod, parse_change_wait, parse_on_change
 from bootstrap.settings import Flags, ServiceDefaults, load_settings
 from bootstrap.supervisor import Child, exit_code
@@ -263,3 +265,31 @@ async def test_tools_run_beside_the_supervised_server_keep_their_exit_codes() ->
         assert child.reaped_orphans == 0 and child.running
         child.forward(signal.SIGTERM)
         assert await child.wait() == 128 + signal.SIGTERM
+
+
+# -- health into Consul ----------------------------------------------------------------------
+
+
+class ScriptedHealth(ListService):
+    """A service whose health probe answers the given codes, one per probe."""
+
+    def __init__(self, *codes: int) -> None:
+        super().__init__()
+        self.codes = list(codes)
+
+    async def health(self, me: Me) -> HealthReport:
+        return HealthReport(self.codes.pop(0), "probe")
+
+
+async def test_a_starting_server_is_a_warning_and_critical_only_once_it_has_served(
+    tmp_path: Path,
+) -> None:
+    """Proves the check is registered warning and a server that has not passed yet is reported
+    warning ("starting"), not critical: a voter with a critical check counts as lost and Consul
+    deregisters a long-critical one, so a slow start must be neither. After the first pass, a
+    critical answer goes to Consul as critical."""
+    assert supervised_check().status == "warning"
+    me = Me("m1", "127.0.0.11", {}, "127.0.0.11", {}, tmp_path / "d", tmp_path / "c")
+    reporter = HealthReporter(FakeDiscovery(), ScriptedHealth(2, 1, 2, 0, 2, 1), me, "c1-1")
+    said = [(await reporter.report())[0] for _ in range(6)]
+    assert said == ["warning", "warning", "warning", "passing", "critical", "warning"]
