@@ -44,6 +44,14 @@ def server_view(host: str) -> tuple[list[int], list[int]]:
     return config_members(four_letter(host, PORTS["client"], "conf"))
 
 
+def server_address(host: str, member_id: int) -> str | None:
+    """The address of ``server.<member_id>`` in the config the server at ``host`` runs with
+    (``conf``), or None when it lists no such server or does not answer."""
+    conf = four_letter(host, PORTS["client"], "conf")
+    found = re.search(rf"^server\.{member_id}=([^:;\s]+):", conf, re.MULTILINE)
+    return found.group(1) if found else None
+
+
 class ZkEnsemble:
     """Members 1..size of one ensemble; ``start``/``stop`` members, read their modes."""
 

@@ -9,7 +9,6 @@ registration removed. Members live on 127.0.0.121..., the rescheduled member's e
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 from testbed.consul import ConsulAgent
 from testbed.jvm import four_letter
 from testbed.procs import wait_until
-from testbed.zookeeper import PORTS, Writer, ZkEnsemble, server_view
+from testbed.zookeeper import PORTS, Writer, ZkEnsemble, server_address, server_view
 from tests.integration.conftest import run_agent
 from tests.integration.test_roster import lose, member_id, roster, roster_ids
 
@@ -248,7 +247,7 @@ def test_a_rescheduled_member_keeps_its_id_at_its_new_address(
             zk.start(4)
             new, old = zk.host(4), zk.host(moved)
             wait_until(
-                lambda: all(_committed_address(zk.host(n), moved_id) == new for n in [*stay, 4]),
+                lambda: all(server_address(zk.host(n), moved_id) == new for n in [*stay, 4]),
                 TIMEOUT_S,
                 f"id {moved_id} at {new} in every live server's committed config",
             )
@@ -263,13 +262,6 @@ def test_a_rescheduled_member_keeps_its_id_at_its_new_address(
             writer.stop()
         writer.count_lost([zk.host(n) for n in [*stay, 4]])
         assert writer.lost == 0 and len(writer.acked) > 20, (writer.lost, len(writer.acked))
-
-
-def _committed_address(host: str, member_id: int) -> str | None:
-    """The address of server.<member_id> in the committed config the server at ``host`` runs."""
-    conf = four_letter(host, PORTS["client"], "conf")
-    found = re.search(rf"^server\.{member_id}=([^:;\s]+):", conf, re.MULTILINE)
-    return found.group(1) if found else None
 
 
 def _ids_on_disk(zk: ZkEnsemble, size: int) -> bool:
