@@ -14,9 +14,9 @@ Rules:
 - **A moved voter re-adds itself before its server starts** (``move_first``, for a service
   with ``moves_before_start``): a server started first would adopt the ensemble's committed
   config from its peers (a later version than the one it was rendered with), which names it
-  at its old address, and move there. The
-  other voters commit the change without it when they are a majority of the voters; if they
-  cannot (``MOVE_FIRST_S``), the server starts anyway and the re-add is tried again later.
+  at its old address, and move there. The other voters commit the change without it when
+  they are a majority of the voters; if they cannot (``MOVE_FIRST_S``), the server starts
+  anyway and the re-add is tried again later.
 - **Lost** means Consul's catalog (the servers' view, not this member's reach) has no
   registration of the voter whose worst check is not critical. A voter lost for longer than
   ``remove_after`` without a break (timed by each member from the moment it saw it lost) is
