@@ -143,6 +143,10 @@ class ZooKeeperService(ServicePort):
     default_data_dir = "/data"  # the official image's layout
     default_conf_dir = "/conf"
     option_set = OPTIONS
+    # Started first, a rescheduled voter's server adopts the ensemble's committed config from
+    # its peers' election messages (a later version than its rendered file) and rebinds its
+    # ports to the old address it names: the agent re-adds it at its new address first.
+    moves_before_start = True
 
     def image_options(self, options: Mapping[str, Any], problems: list[str]) -> Mapping[str, Any]:
         return zookeeper_options(self.environ, options, problems)

@@ -196,7 +196,8 @@ def table(figures: Sequence[Figure]) -> str:
     """The results table, in Markdown (it pastes into bench/README.md as is)."""
     rows = [("figure", "value", "baseline", "ratio", "target", "met?")]
     for f in figures:
-        baseline = f"{fmt(f.baseline, f.unit)} ({f.baseline_name})" if f.baseline else ""
+        shown = f.baseline is not None and (f.baseline or f.baseline_name)  # a count of 0 too
+        baseline = f"{fmt(f.baseline, f.unit)} ({f.baseline_name})" if shown else ""
         ratio = f"{f.ratio:.2f}x" if f.ratio is not None else ""
         met = {True: "yes", False: "NO", None: ""}[f.met]
         rows.append((f.name, fmt(f.value, f.unit), baseline, ratio, f.target, met))

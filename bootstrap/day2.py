@@ -8,8 +8,9 @@ It returns the server's exit code. Nothing here ever stops the server because Co
 or slow: every loop logs, backs off and catches up.
 
 A service that changes its voters online (``ServicePort.voter_changes``) also gets a
-``VoterKeeper`` (``bootstrap.keeper``): a joiner promoted, a moved voter re-added, a lost voter
-removed after ``--remove-after``, one change at a time under the same lock.
+``VoterKeeper`` (``bootstrap.keeper``): a joiner promoted, a moved voter re-added (before its
+server starts), a lost voter removed after ``--remove-after``, one change at a time under the
+same lock.
 
 ``watch_only`` is the same loop without a child (``cluster-bootstrap watch``): a sidecar that
 keeps the files of a server it cannot signal up to date.
@@ -192,6 +193,8 @@ async def supervise(
     ) as child:
         service.tool_runner = child.run_tool  # its reaper would steal asyncio's exit codes
         day2 = Day2(settings, discovery, service, plan, child)
+        if day2.keeper is not None and type(service).moves_before_start:
+            await day2.keeper.move_first()
         child.start()
         loops = asyncio.create_task(day2.run())
         try:

@@ -11,6 +11,12 @@ Rules:
   same Nomad alloc rescheduled on a new host, its disk moved with it) re-adds its own id with
   the address it has now. Promotions come before removals, so a newcomer that arrives while a
   lost voter is still listed votes first and the floor is never crossed on the way.
+- **A moved voter re-adds itself before its server starts** (``move_first``, for a service
+  with ``moves_before_start``): a server started first would adopt the ensemble's committed
+  config from its peers (a later version than the one it was rendered with), which names it
+  at its old address, and move there. The other voters commit the change without it when
+  they are a majority of the voters; if they cannot (``MOVE_FIRST_S``), the server starts
+  anyway and the re-add is tried again later.
 - **Lost** means Consul's catalog (the servers' view, not this member's reach) has no
   registration of the voter whose worst check is not critical. A voter lost for longer than
   ``remove_after`` without a break (timed by each member from the moment it saw it lost) is
@@ -59,6 +65,7 @@ HELD_BACK_MAX_S = 16.0  # the longest wait between two tries of a removal held b
 TICK_S = 2.0  # how often a pending change looks again (a joiner catching up, a lost voter's clock)
 BACKOFF_MAX_S = 30.0
 RECORD_TRIES = 5
+MOVE_FIRST_S = 30.0  # how long a moved voter's server waits for its re-add before it starts
 
 
 def removal_refused(
@@ -295,16 +302,50 @@ class VoterKeeper:
             )
         return changes
 
+    async def move_first(self, timeout_s: float = MOVE_FIRST_S) -> None:
+        """Before this member's server starts: when its roster entry names another address
+        (rescheduled, its disk moved with it), re-add its own id at the address it has now, so
+        the server never runs with a committed config that names it elsewhere. Tried again
+        with a backoff for ``timeout_s`` (the service busy, Consul or the other voters slow);
+        then the server starts anyway and ``run`` goes on trying."""
+        try:
+            await asyncio.wait_for(self._move_first(), timeout_s)
+        except TimeoutError:
+            log.warning(
+                "id %d was not re-added at its new address within %.0fs: the server starts; "
+                "the re-add is tried again while it runs",
+                self.member_id,
+                timeout_s,
+            )
+
+    async def _move_first(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                roster = await self.start.rosters.read()
+                mine = roster.voter(self.member_id) if roster is not None else None
+                if mine is None:
+                    return  # a joiner, or no roster: nothing moved
+                view = (await self.start.preview()).view
+                me = self.service.own_voter(view)
+                if same_voter(mine, me) or not await self._raise_me(view, me, moved=True):
+                    return
+            except BootstrapError as exc:
+                self._once(f"re-add id {self.member_id} before the server starts: {exc}")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, TICK_S * 2)
+
     async def _raise_me(self, view: ClusterView, me: Voter, *, moved: bool) -> bool:
         what = (
             f"re-add id {me.member_id} at {me.member.address}"
             if moved
             else (f"add voter {me.member_id}")
         )
-        async with self._changes(view) as changes:
-            if not moved and not await changes.caught_up(me.member_id):
-                self._once(f"id {me.member_id} waits to catch up before it asks to vote")
-                return True
+        if not moved:  # a moved voter has its data: there is nothing to catch up first
+            async with self._changes(view) as changes:
+                if not await changes.caught_up(me.member_id):
+                    self._once(f"id {me.member_id} waits to catch up before it asks to vote")
+                    return True
         async with self.lock.hold(what):
             roster = await self.start.rosters.read()
             if roster is None:

@@ -227,6 +227,11 @@ class ServicePort(AsyncResource, abc.ABC):
     # such a service takes newcomers by that reload, so its rendering lists every registered
     # member next to the roster's (bootstrap.flow.Start.preview).
     reloads_on_change: ClassVar[bool] = False
+    # A voter rescheduled to a new address (the roster names another) is re-added there before
+    # its server starts (``VoterKeeper.move_first``): a server started first would take the
+    # committed config from its peers, which names it at the old address (ZooKeeper). False:
+    # the server starts at once and the keeper re-adds it while it runs.
+    moves_before_start: ClassVar[bool] = False
     # Supervise mode sets it to the supervisor's ``Child.run_tool``: while the server is the
     # agent's child, the supervisor reaps every exit, so a program the adapter runs meanwhile
     # (Kafka's quorum tool) must start through it. ``None``: the adapter starts it itself.

@@ -44,6 +44,14 @@ def server_view(host: str) -> tuple[list[int], list[int]]:
     return config_members(four_letter(host, PORTS["client"], "conf"))
 
 
+def server_address(host: str, member_id: int) -> str | None:
+    """The address of ``server.<member_id>`` in the config the server at ``host`` runs with
+    (``conf``), or None when it lists no such server or does not answer."""
+    conf = four_letter(host, PORTS["client"], "conf")
+    found = re.search(rf"^server\.{member_id}=([^:;\s]+):", conf, re.MULTILINE)
+    return found.group(1) if found else None
+
+
 class ZkEnsemble:
     """Members 1..size of one ensemble; ``start``/``stop`` members, read their modes."""
 
@@ -71,9 +79,15 @@ class ZkEnsemble:
         self.cluster = cluster
         self.extra_args = list(extra_args)
         self.procs: dict[int, Process] = {}
+        # Member n's --member-name when it is not its own (a rescheduled member: the same name,
+        # as Nomad's alloc name, on another address).
+        self.names: dict[int, str] = {}
 
     def host(self, n: int) -> str:
         return host(n, self.first_host)
+
+    def member_name(self, n: int) -> str:
+        return self.names.get(n, f"{self.cluster}-zk{n}")
 
     def member_dir(self, n: int) -> Path:
         return self.workdir / f"zk{n}"
@@ -91,7 +105,7 @@ class ZkEnsemble:
                 cluster=self.cluster,
                 expect=self.expect if expect is None else expect,
                 address=self.host(n),
-                member_name=f"{self.cluster}-zk{n}",
+                member_name=self.member_name(n),
                 member_dir=self.member_dir(n),
                 command=self.server_command(n),
                 extra=self.extra_args,

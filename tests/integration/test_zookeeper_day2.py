@@ -3,21 +3,25 @@ members' agents promote joiners and remove lost voters online (``bootstrap.keepe
 change at a time, while a client writes a sequential znode every 100 ms.
 
 Nomad's semantics are played by hand: a lost member's process group is killed and its
-registration removed. Members live on 127.0.0.121...
+registration removed. Members live on 127.0.0.121..., the rescheduled member's ensemble on
+127.0.0.171...
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 from testbed.consul import ConsulAgent
+from testbed.jvm import four_letter
 from testbed.procs import wait_until
-from testbed.zookeeper import Writer, ZkEnsemble, server_view
+from testbed.zookeeper import PORTS, Writer, ZkEnsemble, server_address, server_view
 from tests.integration.conftest import run_agent
 from tests.integration.test_roster import lose, member_id, roster, roster_ids
 
 FIRST_HOST = 121
+MOVED_FIRST_HOST = 171  # 127.0.0.171-.173, the rescheduled member at .174
 REMOVE_AFTER_S = 3
 SUPERVISED = [
     "--set",
@@ -205,6 +209,59 @@ def test_remove_by_hand_keeps_the_floor(consul: ConsulAgent, cluster: str, tmp_p
         errors = [line for line in refused.stderr.splitlines() if "error:" in line]
         assert len(errors) == 1 and "below the floor of 3" in errors[0], refused.stderr
         assert agreed(zk, consul, [1, 2, 3]) == three
+
+
+def test_a_rescheduled_member_keeps_its_id_at_its_new_address(
+    consul: ConsulAgent, cluster: str, tmp_path: Path
+) -> None:
+    """Proves a voter rescheduled elsewhere (the same member name, as Nomad's alloc name, on a
+    new address, its data disk moved with it; a fresh conf dir) keeps its id and is re-added by
+    its own agent at the new address: every live server's committed config lists that id at
+    the new address among the same 3 voters, the roster names the new address, nothing serves
+    at the old one, and no acknowledged write is lost. The member moved is the lowest id: its
+    peers dial it back at the address they know, so it cannot even vote until the re-add."""
+    zk = ZkEnsemble(
+        consul,
+        tmp_path,
+        4,
+        cluster,
+        SUPERVISED,
+        first_host=MOVED_FIRST_HOST,
+        expect=3,
+        server_jvmflags=True,
+    )
+    with zk:
+        for n in (1, 2, 3):
+            zk.start(n)
+        zk.wait_quorum()
+        three = sorted(member_id(zk, n) for n in (1, 2, 3))
+        moved = min((1, 2, 3), key=lambda n: member_id(zk, n))
+        stay = [n for n in (1, 2, 3) if n != moved]
+        moved_id = member_id(zk, moved)
+        writer = writing(zk, stay)
+        try:
+            lose(zk, moved)
+            zk.names[4] = zk.member_name(moved)
+            zk.member_dir(4).mkdir()
+            shutil.move(zk.member_dir(moved) / "data", zk.member_dir(4) / "data")
+            zk.start(4)
+            new, old = zk.host(4), zk.host(moved)
+            wait_until(
+                lambda: all(server_address(zk.host(n), moved_id) == new for n in [*stay, 4]),
+                TIMEOUT_S,
+                f"id {moved_id} at {new} in every live server's committed config",
+            )
+            assert member_id(zk, 4) == moved_id
+            assert agreed(zk, consul, [*stay, 4]) == three
+            entry = next(v for v in roster(consul, cluster)["voters"] if v["id"] == moved_id)
+            assert entry["address"] == new, entry
+            assert four_letter(old, PORTS["client"], "ruok") == "", "it still serves at " + old
+            assert _log_lines(zk, [4], f"re-add id {moved_id} at {new}: done")
+            time.sleep(1.0)  # writes go on after the change
+        finally:
+            writer.stop()
+        writer.count_lost([zk.host(n) for n in [*stay, 4]])
+        assert writer.lost == 0 and len(writer.acked) > 20, (writer.lost, len(writer.acked))
 
 
 def _ids_on_disk(zk: ZkEnsemble, size: int) -> bool:

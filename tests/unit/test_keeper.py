@@ -196,6 +196,28 @@ async def test_a_moved_voter_re_adds_its_own_id_at_its_new_address(tmp_path: Pat
     assert (voter := roster.voter(3)) is not None and voter.member.address == "127.0.0.23"
 
 
+async def test_a_moved_voter_re_adds_itself_before_its_server_starts(tmp_path: Path) -> None:
+    """Proves ``move_first`` re-adds a moved voter (service, then roster), does nothing for a
+    voter at its own address, and gives up at its timeout while the service stays busy (the
+    server then starts; ``step`` tries again)."""
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble)
+    still = await keeper_of(tmp_path, fake, ensemble, 2)
+    await still.move_first(timeout_s=5)
+    assert ensemble.changes == []
+    keeper = await keeper_of(tmp_path, fake, ensemble, 3, address="127.0.0.23")
+    ensemble.busy = 1000
+    await keeper.move_first(timeout_s=0.3)
+    assert ensemble.changes == []
+    ensemble.busy = 1
+    await keeper.move_first(timeout_s=5)
+    assert ensemble.changes == ["add 3=127.0.0.23"]
+    roster = await keeper.start.rosters.read()
+    assert roster is not None and (voter := roster.voter(3)) is not None
+    assert voter.member.address == "127.0.0.23"
+    assert await keeper.step() is False and ensemble.changes == ["add 3=127.0.0.23"]
+
+
 async def test_a_lost_voter_is_removed_after_remove_after_above_the_floor(tmp_path: Path) -> None:
     """Proves a voter without a registration is kept until --remove-after, then removed by the
     service, the roster and its claim, when the floor allows (min-size 2 of 3)."""
