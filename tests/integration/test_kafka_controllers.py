@@ -210,20 +210,21 @@ def test_a_controller_lost_with_its_disk_is_replaced_on_a_new_host_add_first_the
     consul: ConsulAgent, cluster: str, tmp_path: Path
 ) -> None:
     """Proves a combined controller lost with its host and disk (killed, deregistered, its
-    data dir deleted) is replaced by a new member on another address with an empty disk: it
-    claims a new id (the lost one's claim is held until its removal; Kafka 4.4 refuses to add
-    an id that already votes, DuplicateVoterException, so a replacement under the same id
-    could only come after the removal, below the floor), formats with
-    --no-initial-controllers and gets a random directory id (not the lost disk's, not the
-    derived one), is promoted by its own agent, and only then is the lost (id, directory id)
-    removed: the floor of 3 (--min-size) held the removal back while the replacement caught
-    up, so the roster went 3 -> 4 -> 3 voters, never 2; every acknowledged message is read
-    back."""
+    data dir deleted) and replaced as Nomad does it, under the same member name (the alloc
+    name) on another address with an empty disk, does not take its old id back: with it, it
+    formatted with the lost disk's derived directory id and took the lost voter's seat with an
+    empty log (seen before the fix), and a new directory under the same id cannot be added
+    first (Kafka 4.4: DuplicateVoterException while the id votes). It joins under a new id,
+    formatted with --no-initial-controllers (a random directory id: not the lost disk's, not
+    the derived one), is promoted by its own agent, and only then is the lost (id, directory
+    id) removed and its claim released: the floor of 3 (--min-size) held the removal back
+    while the replacement caught up, so the roster went 3 -> 4 -> 3 voters, never 2; every
+    acknowledged message is read back."""
     lib = peer_libs()["kafka4"]
     options = dynamic_quorum(lib)
-    first = 161  # k1..k3 .161-.163, the replacement .164
+    first = 161  # k1..k3 .161-.163, k2's replacement .164
     members = combined(cluster, first_host=first, **options)
-    replacement = dataclasses.replace(members[1], name="k4", host=kafka_host(4, first))
+    replacement = dataclasses.replace(members[1], host=kafka_host(4, first))  # name k2
     with KafkaCluster(consul, tmp_path, cluster, members, agent_extra=SUPERVISED) as kafka:
         kafka.start_all()
         kafka.wait_formed()
@@ -242,21 +243,28 @@ def test_a_controller_lost_with_its_disk_is_replaced_on_a_new_host_add_first_the
             kafka_lose(kafka, "k2")
             shutil.rmtree(kafka.member_dir("k2") / "data")  # the host and its disk are gone
             lost_at = time.monotonic()
-            kafka.members["k4"] = replacement
-            kafka.start("k4")
+            kafka.members["k2"] = replacement
+            kafka.start("k2")
             wait_until(lambda: len(roster_voters(consul, cluster)) == 4, TIMEOUT_S, "promoted")
             to_voter_s = time.monotonic() - lost_at
             wait_until(lambda: len(roster_voters(consul, cluster)) == 3, TIMEOUT_S, "removed")
             to_removed_s = time.monotonic() - lost_at
             after = agreed_on(kafka, consul, 3)
-            new_id = int(kafka.meta("k4")["node.id"])
-            new_directory = kafka.meta("k4")["directory.id"]
+            new_id = int(kafka.meta("k2")["node.id"])
+            new_directory = kafka.meta("k2")["directory.id"]
             assert new_id == 4 and new_id != lost
             assert new_directory not in (lost_directory, directory_id(cluster_id, new_id))
             assert (new_id, new_directory, f"CONTROLLER://{replacement.host}:9093") in after
             assert [v for v in after if v[0] != new_id] == [v for v in three if v[0] != lost]
-            staying = [n for n in ("k1", "k3") if f"removed voter {lost} (" in log_of(kafka, n)]
-            assert len(staying) == 1, staying
+            assert f"id {lost} (this member's claim) votes at {members[1].host}" in log_of(
+                kafka, "k2"
+            )
+            status, _ = consul.request("GET", f"/v1/kv/cluster-bootstrap/{cluster}/ids/{lost}")
+            assert status == 404, f"claim {lost} not released"
+            removers = [
+                n for n in ("k1", "k2", "k3") if f"removed voter {lost} (" in log_of(kafka, n)
+            ]
+            assert len(removers) == 1, removers
             held = f"remove lost voter {lost}: not now, 2 live voters would be left, below"
             assert any(held in log_of(kafka, n) for n in ("k1", "k3")), "the floor held it"
             time.sleep(2.0)  # acks after the change
