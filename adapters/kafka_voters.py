@@ -11,6 +11,8 @@ against the controllers (``--bootstrap-controller h1:9093,h2:9093,...``):
 - ``caught_up(id)``: ``describe --replication``, a whitespace table with a header row
   (``NodeId DirectoryId LogEndOffset Lag LastFetchTimestamp LastCaughtUpTimestamp Status``):
   the row of ``id`` as a Follower or Observer with a lag of at most ``CAUGHT_UP_LAG`` records.
+  The table is read once per ``KafkaVoterChanges`` (one ``async with`` of the keeper): a
+  removal asks it of every voter that stays, one snapshot instead of one JVM start each.
 - ``add``: ``--command-config <this member's server.properties> add-controller``. The tool reads
   node.id, the controller listener and the directory id from that file and the
   ``meta.properties`` beside the log dirs, so only the joiner itself can add itself: ``voter``
@@ -142,6 +144,7 @@ class KafkaVoterChanges(VoterChanges):
         self.listener = listener
         self.timeout_s = timeout_s
         self.run = run
+        self._replication: list[Replica] | None = None
 
     # -- the port -------------------------------------------------------------------------------
 
@@ -150,8 +153,10 @@ class KafkaVoterChanges(VoterChanges):
         return parse_status(output, self.id_range, self.listener)
 
     async def caught_up(self, member_id: int) -> bool:
-        output = await self._checked("describe", "--replication")
-        for replica in parse_replication(output, self.id_range):
+        if self._replication is None:  # one snapshot per use: the removal asks of each voter
+            output = await self._checked("describe", "--replication")
+            self._replication = parse_replication(output, self.id_range)
+        for replica in self._replication:
             if replica.node_id == member_id and replica.status == "Leader":
                 return True  # the log the others catch up with (a joiner is never the leader)
             if replica.node_id == member_id and replica.status in ("Follower", "Observer"):

@@ -117,7 +117,10 @@ class Start:
         """Claim an id, register, agree on shared values, find this member's seat in the
         roster (day 1: wait for the peers and write the roster), render."""
         disk_id = self.service.member_id_on_disk(self.me)
-        member_id = await self.membership.obtain_id(self.me, disk_id, str(self.me.data_dir))
+        retired = await self.retired_ids(disk_id)
+        member_id = await self.membership.obtain_id(
+            self.me, disk_id, str(self.me.data_dir), retired
+        )
         if self.settings.register:
             await self.discovery.register(self.registration(member_id))
         shared = await self.shared_values(create=True)
@@ -135,6 +138,37 @@ class Start:
             for name, (group, membership) in self.groups.items()
         }
         return self._render(member_id, place, shared, groups)
+
+    async def retired_ids(self, disk_id: int | None, *, quiet: bool = False) -> frozenset[int]:
+        """Roster voters this member must not claim again with an empty disk: those whose
+        identity includes their disk (a directory id: a Kafka dynamic quorum) and whose entry
+        names another address. Such a member is a lost voter's replacement on a new disk
+        (Nomad reschedules a lost alloc under the same name): under the old id it would take
+        the lost disk's seat with an empty log (its derived directory id), and Kafka cannot
+        add a second directory under one id before the old one is removed, below the floor.
+        So it joins under a new id, is promoted, and the old pair is removed after
+        --remove-after (its claim, still this member's, released then). A voter whose disk
+        moved with it keeps its id (the disk names it); one on an empty disk at the same
+        address is not told apart from a formation member."""
+        if disk_id is not None or not self.service.votes():
+            return frozenset()
+        roster = await self.rosters.read()
+        if roster is None:
+            return frozenset()
+        stale = [v for v in roster.voters if v.directory_id and v.member.address != self.me.address]
+        if stale and not quiet:
+            _, claims = await self.membership.read_claims()
+            mine = {claim.member_id for claim in claims.owned_by(self.me.owner)}
+            for voter in (v for v in stale if v.member_id in mine):
+                log.warning(
+                    "id %d (this member's claim) votes at %s with directory id %s, but this "
+                    "disk is empty: a replacement on a new disk joins under a new id; the old "
+                    "voter is removed once it has been lost for --remove-after",
+                    voter.member_id,
+                    voter.member.address,
+                    voter.directory_id,
+                )
+        return frozenset(v.member_id for v in stale)
 
     async def formed_roster(self, disk_id: int | None, shared: dict[str, str]) -> Roster | None:
         """The roster of a cluster that already formed; ``None`` on day 1 (or for a member
@@ -171,7 +205,10 @@ class Start:
     async def preview(self) -> Plan:
         """What ``plan`` would decide now, changing nothing in Consul and not waiting."""
         disk_id = self.service.member_id_on_disk(self.me)
-        member_id = await self.membership.preview_id(self.me, disk_id, str(self.me.data_dir))
+        retired = await self.retired_ids(disk_id, quiet=True)
+        member_id = await self.membership.preview_id(
+            self.me, disk_id, str(self.me.data_dir), retired
+        )
         roster = await self.rosters.read() if self.service.votes() else None
         found = await self.membership.survey()
         status = [self.membership.status(found, member_id, self.settings.expect)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bootstrap.deadline import Deadline
@@ -123,11 +123,20 @@ class Membership:
         )
         return new_index, self.parse_claims(entries)
 
-    def choose_id(self, claims: Claims, me: Me, disk_id: int | None, disk_origin: str) -> IdChoice:
+    def choose_id(
+        self,
+        claims: Claims,
+        me: Me,
+        disk_id: int | None,
+        disk_origin: str,
+        retired: Collection[int] = (),
+    ) -> IdChoice:
         """The id rules, in one place, for ``obtain_id`` and ``preview_id`` alike.
 
         An id on disk wins (inside the range, and not claimed by another member); else this
-        member's own claim; else the free ids, the ``alloc_index`` hint first.
+        member's own claim, less the ``retired`` ones (a voter whose disk is lost: see
+        ``Start.retired_ids``), which stay claimed until the voter is removed; else the free
+        ids, the ``alloc_index`` hint first.
         """
         low, high = self.id_range
         if disk_id is not None:
@@ -135,7 +144,7 @@ class Membership:
                 raise MemberIdError(f"{disk_origin}: id {disk_id} is outside {low}..{high}")
             self._disk_id_holder(disk_id, disk_origin, claims, me.owner)
             return IdChoice("disk", disk_id)
-        mine = claims.owned_by(me.owner)
+        mine = [claim for claim in claims.owned_by(me.owner) if claim.member_id not in retired]
         if mine:
             return IdChoice("claim", mine[0].member_id)
         candidates = tuple(self._candidates(me.alloc_index, claims.taken()))
@@ -160,14 +169,21 @@ class Membership:
             )
         return held
 
-    async def obtain_id(self, me: Me, disk_id: int | None, disk_origin: str = "disk") -> int:
-        """This member's stable id: the one on disk, else its own claim, else the lowest free.
+    async def obtain_id(
+        self,
+        me: Me,
+        disk_id: int | None,
+        disk_origin: str = "disk",
+        retired: Collection[int] = (),
+    ) -> int:
+        """This member's stable id: the one on disk, else its own claim (not ``retired``),
+        else the lowest free.
 
         A lost create race moves on to the next id; an unreachable agent raises.
         """
         _, claims = await self.read_claims()
         record = Claim(0, me.owner, me.address, dict(me.ports), self.consul_service)
-        choice = self.choose_id(claims, me, disk_id, disk_origin)
+        choice = self.choose_id(claims, me, disk_id, disk_origin, retired)
         if choice.source == "disk":
             return await self._keep_disk_id(choice.member_id, disk_origin, claims, record)
         if choice.source == "claim":
@@ -212,10 +228,16 @@ class Membership:
             raise MemberIdError(f"claim on id {claim.member_id} changed while it was being moved")
         log.info("id %d now points at %s", claim.member_id, record.address)
 
-    async def preview_id(self, me: Me, disk_id: int | None, disk_origin: str = "disk") -> int:
+    async def preview_id(
+        self,
+        me: Me,
+        disk_id: int | None,
+        disk_origin: str = "disk",
+        retired: Collection[int] = (),
+    ) -> int:
         """The id ``obtain_id`` would settle on now, by the same rules, without writing."""
         _, claims = await self.read_claims()
-        return self.choose_id(claims, me, disk_id, disk_origin).member_id
+        return self.choose_id(claims, me, disk_id, disk_origin, retired).member_id
 
     def _candidates(self, alloc_index: int | None, taken: set[int]) -> Iterable[int]:
         low, high = self.id_range

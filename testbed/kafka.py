@@ -28,8 +28,10 @@ from pathlib import Path
 
 from testbed.consul import ConsulAgent
 from testbed.jvm import (
+    CLUSTER_TOOL,
     CONSOLE_CONSUMER,
     FAST_START_JVM,
+    METADATA_QUORUM,
     TOPIC_COMMAND,
     VERIFIABLE_PRODUCER,
     console_producer_class,
@@ -78,6 +80,16 @@ class KafkaMember:
         return "broker" in roles.split(",") or self.options.get("mode") == "zookeeper"
 
 
+def dynamic_quorum(lib: Path) -> dict[str, object]:
+    """Adapter options of a dynamic quorum (KIP-853) whose voters supervise mode changes:
+    the quorum and cluster tools run from the bed's jars."""
+    return {
+        "quorum": "dynamic",
+        "quorum_tool": kafka_tool_command(lib, METADATA_QUORUM, []),
+        "cluster_tool": kafka_tool_command(lib, CLUSTER_TOOL, []),
+    }
+
+
 def combined(
     cluster: str, size: int = 3, first_host: int = FIRST_HOST, **options: object
 ) -> list[KafkaMember]:
@@ -89,19 +101,16 @@ def combined(
 
 
 def split(
-    cluster: str, controllers: int = 3, brokers: int = 2, first_host: int = FIRST_HOST
+    cluster: str,
+    controllers: int = 3,
+    brokers: int = 2,
+    first_host: int = FIRST_HOST,
+    **options: object,
 ) -> list[KafkaMember]:
-    """Controllers (service ``<cluster>-controller``) and brokers (``<cluster>-broker``)."""
-    controller_service = f"{cluster}-controller"
+    """Controllers c1.. (service ``<cluster>-controller``) on the first hosts, then brokers
+    b1.. (``<cluster>-broker``); ``options`` go to every member (``quorum``, the tools)."""
     members = [
-        KafkaMember(
-            f"c{n}",
-            host(n, first_host),
-            controller_service,
-            controllers,
-            {"roles": "controller"},
-            heap="256m",
-        )
+        controller_only(cluster, f"c{n}", host(n, first_host), controllers, **options)
         for n in range(1, controllers + 1)
     ]
     members += [
@@ -111,14 +120,30 @@ def split(
             f"{cluster}-broker",
             brokers,
             {
+                **options,
                 "roles": "broker",
-                "controller_service": controller_service,
+                "controller_service": f"{cluster}-controller",
                 "controllers": controllers,
             },
         )
         for n in range(1, brokers + 1)
     ]
     return members
+
+
+def controller_only(
+    cluster: str, name: str, address: str, expect: int = 3, **options: object
+) -> KafkaMember:
+    """A controller-only member of ``split``'s controller service (a joiner too: started
+    after formation, it claims an id outside the roster and starts as an observer)."""
+    return KafkaMember(
+        name,
+        address,
+        f"{cluster}-controller",
+        expect,
+        {**options, "roles": "controller"},
+        heap="256m",
+    )
 
 
 class KafkaCluster:

@@ -171,6 +171,17 @@ async def test_caught_up_reads_the_lag_of_the_joiner() -> None:
     assert await voter_changes.caught_up(2)
 
 
+async def test_caught_up_reads_the_replication_table_once_per_use() -> None:
+    """Proves the removal's check of every voter that stays starts the tool once (one
+    snapshot): each JVM start cost seconds per voter on a loaded host, between a lost
+    voter's --remove-after and its removal."""
+    tool = Tool(replication=(0, REPLICATION))
+    voter_changes = changes(tool)
+    assert [await voter_changes.caught_up(i) for i in (1, 2, 3)] == [True, True, False]
+    assert len(tool.calls) == 1
+    assert await changes(tool).caught_up(4) and len(tool.calls) == 2  # a new use: read again
+
+
 def test_replication_rows_are_parsed_by_the_header() -> None:
     """Proves columns are found by name, so a reordered table still parses."""
     rows = parse_replication(REPLICATION, IDS)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -134,6 +136,48 @@ async def test_moved_voter_says_the_others_know_its_old_address(
     _, text = await start_member(fake, settings_for(tmp_path, 2, address="127.0.0.42"))
     assert "member.2=127.0.0.42" in text
     assert "the other voters still know it at 127.0.0.12" in caplog.text
+
+
+class DirectoryListService(DiskListService):
+    """A voter is its id and its disk's directory id, as a Kafka dynamic quorum's controller."""
+
+    def voter_directory_id(self, member_id: int, shared: Mapping[str, str]) -> str:
+        return f"{'d' * 20}{member_id:02d}"
+
+
+async def test_a_lost_voter_replaced_on_a_new_disk_joins_under_a_new_id(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Proves a member under a lost voter's name (Nomad reschedules a lost alloc under its
+    name) on another address with an empty disk, where voters are (id, directory id), does
+    not take the old id back (it would take the lost disk's seat with an empty log, and Kafka
+    cannot add a second directory under one id): it joins under a new id, the old claim is
+    kept for the keeper to release once it removes the old voter. With its disk (the id on
+    it), or where voters have no directory id, a moved member keeps its id as before."""
+    fake, service = FakeDiscovery(), DirectoryListService()
+    await asyncio.gather(
+        *(start_member(fake, settings_for(tmp_path, n), service) for n in (1, 2, 3))
+    )
+    await fake.deregister("c1-2")
+    disk = settings_for(tmp_path, 2, address="127.0.0.42")
+    assert (await start_member(fake, disk, service))[0] == 2  # the disk moved with it
+    shutil.rmtree(disk.data_dir)
+    await fake.deregister("c1-2")
+    caplog.set_level(logging.WARNING, logger="cluster-bootstrap")
+    new_disk = settings_for(tmp_path, 2, address="127.0.0.43", data_dir=tmp_path / "new")
+    member_id, text = await start_member(fake, new_disk, service)
+    assert member_id == 4 and "member.4=127.0.0.43:2888:observer" in text
+    assert json.loads(fake.kv["cluster-bootstrap/c1/ids/2"].value)["owner"] == "member-2"
+    assert "id 2 (this member's claim) votes at 127.0.0.12 with directory id" in caplog.text
+    # Its disk names 4 now: a restart keeps 4, and a preview (the keeper's) says the same.
+    again = Start(new_disk, fake, service, Deadline(5.0))
+    assert (await again.preview()).view.member_id == 4
+    # Without directory ids (ZooKeeper), a moved member on an empty disk keeps its id.
+    fake = FakeDiscovery()
+    await formed(fake, tmp_path / "zk")
+    await fake.deregister("c1-2")
+    moved = settings_for(tmp_path / "zk", 2, address="127.0.0.44", data_dir=tmp_path / "zk2")
+    assert (await start_member(fake, moved))[0] == 2
 
 
 @pytest.mark.parametrize(
