@@ -13,6 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from adapters.kafka_voters import unregister_broker
 from bootstrap.model import Member
 from testbed.consul import ConsulAgent
@@ -188,18 +190,20 @@ def test_a_restarted_kafka_controller_is_neither_removed_nor_re_added(
 BROKER_HOST = 144  # 127.0.0.144 .. 146 combined, .147 the broker-only member
 
 
+@pytest.mark.parametrize("quorum", ["dynamic", "static"])
 def test_a_kafka_broker_gone_longer_than_remove_after_is_unregistered(
-    consul: ConsulAgent, cluster: str, tmp_path: Path
+    consul: ConsulAgent, cluster: str, tmp_path: Path, quorum: str
 ) -> None:
     """Proves a broker-only member that joined a supervised combined cluster (its own Consul
     service, claims in the cluster's namespace) and then is lost for good (killed and
     deregistered) is unregistered by one live member after --remove-after: kafka-cluster
     list-endpoints --include-fenced-brokers lists it before and not after, its id claim is
-    released, the tool ran through the supervisor. Prints what Kafka shows of a partition
-    whose replicas it held (partition draining is left out)."""
+    released, the tool ran through the supervisor. A static quorum, whose controllers cannot
+    change, unregisters it the same way. Prints what Kafka shows of a partition whose
+    replicas it held (partition draining is left out)."""
     lib = peer_libs()["kafka4"]
     tools = {
-        "quorum": "dynamic",
+        "quorum": quorum,
         "quorum_tool": kafka_tool_command(lib, METADATA_QUORUM, []),
         "cluster_tool": kafka_tool_command(lib, CLUSTER_TOOL, []),
     }
