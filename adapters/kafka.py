@@ -460,6 +460,10 @@ class KafkaService(ServicePort):
             run=self.tool_runner or run_tool,
         )
 
+    def unregisters(self) -> bool:
+        """KRaft keeps a registration of every broker, static quorum or dynamic."""
+        return isinstance(self.mode, KRaftMode)
+
     async def unregister(self, view: ClusterView, member: Member) -> bool | None:
         """A broker gone for good leaves the metadata: ``kafka-cluster unregister --id N``
         (``cluster_tool``) against the controllers. Its partitions are not moved: replicas it

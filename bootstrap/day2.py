@@ -10,7 +10,9 @@ or slow: every loop logs, backs off and catches up.
 A service that changes its voters online (``ServicePort.voter_changes``) also gets a
 ``VoterKeeper`` (``bootstrap.keeper``): a joiner promoted, a moved voter re-added (before its
 server starts), a lost voter removed after ``--remove-after``, one change at a time under the
-same lock.
+same lock. A service whose voters cannot change online but that keeps a record of members
+(``ServicePort.unregisters``: a static Kafka quorum) gets one that only unregisters gone
+non-voters (brokers).
 
 ``watch_only`` is the same loop without a child (``cluster-bootstrap watch``): a sidecar that
 keeps the files of a server it cannot signal up to date.
@@ -82,8 +84,12 @@ class Day2:
         self.on_change = settings.on_change if child is not None else OnChange("none")
         self.reloads = 0
         self.keeper: VoterKeeper | None = None
-        if child is not None and service.votes() and service.voter_changes(plan.view):
-            self.keeper = VoterKeeper(self.start, self.lock, plan.view.member_id)
+        if child is not None and service.votes():
+            online = service.voter_changes(plan.view) is not None
+            if online or service.unregisters():
+                self.keeper = VoterKeeper(
+                    self.start, self.lock, plan.view.member_id, voters_online=online
+                )
 
     def notice(self, kind: str) -> None:
         if type(self.service).reloads_on_change:
@@ -193,8 +199,9 @@ async def supervise(
     ) as child:
         service.tool_runner = child.run_tool  # its reaper would steal asyncio's exit codes
         day2 = Day2(settings, discovery, service, plan, child)
-        if day2.keeper is not None and type(service).moves_before_start:
-            await day2.keeper.move_first()
+        keeper = day2.keeper
+        if keeper is not None and keeper.voters_online and type(service).moves_before_start:
+            await keeper.move_first()
         child.start()
         loops = asyncio.create_task(day2.run())
         try:

@@ -36,7 +36,15 @@ Rules:
   agent that died leaves its TTL check critical until Consul deregisters it
   (``DeregisterCriticalServiceAfter``), and then it is gone. A service that keeps nothing
   of a member that left (``unregister`` gives ``None``) has it left alone, claim and all. A
-  lost voter, once removed, is unregistered the same way (a combined Kafka member is a broker).
+  lost voter, once removed, is unregistered the same way (a combined Kafka member is a broker);
+  when that fails (the service busy, a refusal), the member that removed it tries again with
+  the same backoff, never repeating the removal, until the service forgets it or its id is
+  claimed anew (the new member's registration then stands). That retry lives in the member
+  that removed it: it is lost if that member stops first (one warning names the id).
+- **Voters that cannot change online** (a static Kafka quorum): a service that can still
+  forget members (``ServicePort.unregisters``) gets a keeper that only unregisters gone
+  non-voters (a split cluster's brokers): it never adds, moves or removes a voter, and does
+  not time lost voters.
 - **The roster follows the service.** It changes only after the service committed (a
   compare-and-set on the roster, tried again on a fresh read); a removed voter's id claim is
   then released, so the id can be claimed again.
@@ -57,7 +65,7 @@ from bootstrap.flow import Start
 from bootstrap.lock import ClusterLock
 from bootstrap.log import log
 from bootstrap.membership import Claims, Membership
-from bootstrap.model import Claim, ClusterView
+from bootstrap.model import Claim, ClusterView, Member
 from bootstrap.roster import Roster
 from bootstrap.voters import Voter, VoterChanges
 
@@ -106,7 +114,9 @@ def _rewind(since: dict[int, float], missing: Sequence[int]) -> tuple[list[int],
 class VoterKeeper:
     """The voter changes of one supervised member; ``notice()`` on every cluster change."""
 
-    def __init__(self, start: Start, lock: ClusterLock, member_id: int) -> None:
+    def __init__(
+        self, start: Start, lock: ClusterLock, member_id: int, *, voters_online: bool = True
+    ) -> None:
         self.start = start
         self.settings = start.settings
         self.service = start.service
@@ -116,6 +126,12 @@ class VoterKeeper:
         self.lost_since: dict[int, float] = {}
         self.gone_since: dict[int, float] = {}  # non-voters, the same clock
         self.left_alone: set[int] = set()  # non-voters the service keeps nothing of
+        # False: the service cannot change its voters online (a static Kafka quorum); the
+        # keeper only unregisters gone non-voters.
+        self.voters_online = voters_online
+        # Removed voters the service still lists: their unregister failed after the removal
+        # (their claim is released, so nothing else remembers them); tried again each step.
+        self.still_registered: dict[int, Member] = {}
         # Other Consul services of the cluster (brokers of a split cluster) that claims name:
         # ``run`` watches their registrations too, as ``Day2``'s watch does this member's own.
         self.other_groups: set[str] = set()
@@ -176,33 +192,50 @@ class VoterKeeper:
         if roster is None:
             return False  # not formed (or a member that never votes): nothing to keep
         view = (await self.start.preview()).view
-        me = self.service.own_voter(view)
-        mine = roster.voter(self.member_id)
-        if mine is None and not await self._still_mine():
-            return False
-        if mine is None or not same_voter(mine, me):
-            return await self._raise_me(view, me, moved=mine is not None)
-        live = await self.live() | {self.member_id}  # this member runs: it is not lost
-        lost = [voter for voter in roster.voters if voter.member_id not in live]
-        self._clock(roster, lost)
+        live: set[int] = set()
+        lost: list[Voter] = []
+        if self.voters_online:
+            me = self.service.own_voter(view)
+            mine = roster.voter(self.member_id)
+            if mine is None and not await self._still_mine():
+                return False
+            if mine is None or not same_voter(mine, me):
+                return await self._raise_me(view, me, moved=mine is not None)
+            live = await self.live() | {self.member_id}  # this member runs: it is not lost
+            lost = [voter for voter in roster.voters if voter.member_id not in live]
+            self._clock(roster, lost)
         gone = [c for c in await self.gone(roster) if c.member_id not in self.left_alone]
         self._clock_gone(gone)
         after = self.settings.remove_after_s
-        if not (lost or gone) or not after:
-            return False
+        due_lost, due_gone = self._due(roster, live, lost, gone)
+        if due_lost is not None:
+            await self._remove_lost(view, due_lost)
+            return True
+        if due_gone is not None:
+            await self._unregister_gone(view, due_gone)
+        elif self.still_registered:
+            await self._unregister_removed_again(view)
+        waiting = set(self.gone_since) - self.left_alone  # what this step did is off the clock
+        clocks = bool(after) and (bool(lost) or any(c.member_id in waiting for c in gone))
+        return clocks or bool(self.still_registered)
+
+    def _due(
+        self, roster: Roster, live: set[int], lost: Sequence[Voter], gone: Sequence[Claim]
+    ) -> tuple[Voter | None, Claim | None]:
+        """The lost voter to remove now, else the gone non-voter to unregister now (their
+        clocks past ``remove_after``); a removal that cannot pass is one warning, no lock."""
+        after = self.settings.remove_after_s
+        if not after:
+            return None, None
         now = time.monotonic()
         due = [v for v in lost if now - self.lost_since[v.member_id] >= after]
         refused = due and removal_refused(roster.ids(), due[0].member_id, live, self.floor)
         if refused:  # decided again under the lock; no lock taken for what cannot pass
             self._once(f"remove lost voter {due[0].member_id}: not now, {refused}", warning=True)
         elif due:
-            await self._remove_lost(view, due[0])
-            return True
+            return due[0], None
         due_gone = [c for c in gone if now - self.gone_since[c.member_id] >= after]
-        if due_gone:
-            await self._unregister_gone(view, due_gone[0])
-        waiting = set(self.gone_since) - self.left_alone  # what this step did is off the clock
-        return bool(lost) or any(claim.member_id in waiting for claim in gone)
+        return None, (due_gone[0] if due_gone else None)
 
     async def _still_mine(self) -> bool:
         """Whether this member's id claim is still its own. A voter removed by another member
@@ -390,28 +423,56 @@ class VoterKeeper:
             staying = [i for i in roster.ids() if i in live and i != lost.member_id]
             if not await self.remove(reach, roster.voter(lost.member_id) or lost, staying):
                 return
-            await self._unregister_removed(view, lost)
+            await self._unregister_removed(view, lost.member)
         self.lost_since.pop(lost.member_id, None)
         self.done.append(what)
 
-    async def _unregister_removed(self, view: ClusterView, lost: Voter) -> None:
+    async def _unregister_removed(self, view: ClusterView, member: Member) -> None:
         """A lost voter, once removed, is forgotten like a gone non-voter (a combined Kafka
-        member is a broker too), still under the lock. Its claim is already released, so
-        nothing asks again: a refusal is one warning naming the id."""
+        member is a broker too), still under the lock. Its claim is already released, so no
+        look would find it again: a busy service or a refusal leaves it in
+        ``still_registered``, which the next steps try again (``_unregister_removed_again``)."""
         try:
-            done = await self.service.unregister(view, lost.member)
+            done = await self.service.unregister(view, member)
         except VoterChangeError as exc:
             done, why = False, str(exc)
         else:
             why = "the service was busy"
         if done is False:
+            self.still_registered[member.member_id] = member
             log.warning(
-                "removed voter %d is still registered in the service (%s); unregister it by hand",
-                lost.member_id,
+                "removed voter %d is still registered in the service (%s); trying again",
+                member.member_id,
                 why,
             )
         elif done:
-            log.warning("unregistered removed voter %d from the service", lost.member_id)
+            log.warning("unregistered removed voter %d from the service", member.member_id)
+
+    async def _unregister_removed_again(self, view: ClusterView) -> None:
+        """Unregister a removed voter whose unregister failed, decided again under the lock:
+        not if its id is claimed anew or a voter again (a new member with that id registers
+        with the service itself: unregistering it would undo that member's start). The
+        removal is not repeated. Busy: held back (the keeper's backoff); a refusal
+        (``VoterChangeError``) goes to ``run``'s backoff; either way it stays to try again."""
+        member_id = min(self.still_registered)
+        member = self.still_registered[member_id]
+        what = f"unregister removed voter {member_id}"
+        async with self.lock.hold(what):
+            roster = await self.start.rosters.read()
+            _, claims = await self.start.membership.read_claims()
+            if member_id in claims.by_id or (roster is not None and member_id in roster.ids()):
+                del self.still_registered[member_id]
+                log.info("%s: its id is claimed again; the new member's registration stands", what)
+                return
+            done = await self.service.unregister(view, member)
+        if done is False:
+            self.held_back = True
+            log.info("%s: the service is busy; later", what)
+            return
+        del self.still_registered[member_id]
+        if done:
+            self.done.append(what)
+            log.warning("unregistered removed voter %d from the service", member_id)
 
     async def _unregister_gone(self, view: ClusterView, gone: Claim) -> None:
         """Decided again under the lock: still claimed (the same claim), still not a voter,

@@ -309,6 +309,12 @@ class ServicePort(AsyncResource, abc.ABC):
         """
         return None
 
+    def unregisters(self) -> bool:
+        """Whether ``unregister`` can make the running service forget a member (``False``, the
+        default: it keeps nothing of one that left). Supervise mode runs the keeper for such a
+        service even when its voters cannot change online (a static Kafka quorum's brokers)."""
+        return False
+
     async def unregister(self, view: ClusterView, member: Member) -> bool | None:
         """Make the running service forget ``member``: a member of this cluster that is not a
         voter (a Kafka broker-only member, a joiner never promoted) and whose registration has

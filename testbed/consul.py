@@ -211,6 +211,11 @@ class ConsulAgent:
         if status != 200:
             raise RuntimeError(f"kv put {key}: {status} {answer}")
 
+    def roster(self, cluster: str, prefix: str = "cluster-bootstrap") -> dict[str, object] | None:
+        """The roster the agents keep of ``cluster`` (``<prefix>/<cluster>/roster``), or None."""
+        status, answer = self.request("GET", f"/v1/kv/{prefix}/{cluster}/roster?raw")
+        return answer if status == 200 and isinstance(answer, dict) else None
+
     def kv_keys(self, prefix: str) -> list[str]:
         status, answer = self.request("GET", f"/v1/kv/{prefix}?keys")
         return list(answer) if status == 200 and isinstance(answer, list) else []

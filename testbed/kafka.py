@@ -339,10 +339,71 @@ class KafkaCluster:
         )
         return out.strip()
 
+    # -- the quorum and the roster (day 2) ------------------------------------------------------
+
+    def quorum_voters(self, via: str) -> list[tuple[int, str, str]] | None:
+        """(id, directory id, controller endpoint) of each voter ``describe --status`` lists
+        through member ``via``; None when it cannot tell (no leader yet, the tool timed out)."""
+        try:
+            described = self.tool(
+                METADATA_QUORUM, ["--bootstrap-server", self.bootstrap(via), "describe", "--status"]
+            )
+        except (AssertionError, subprocess.TimeoutExpired):
+            return None
+        status = dict(line.split(":", 1) for line in described.splitlines() if ":" in line)
+        return sorted(
+            (int(v["id"]), str(v["directoryId"]), ",".join(v["endpoints"]))
+            for v in json.loads(status["CurrentVoters"])
+        )
+
+    def roster_voters(self) -> list[tuple[int, str, str]]:
+        """The roster's voters in ``quorum_voters``' shape ([] before there is a roster)."""
+        roster = self.consul.roster(self.cluster) or {"voters": []}
+        voters = roster["voters"]
+        assert isinstance(voters, list), roster
+        return sorted(
+            (
+                int(v["id"]),
+                str(v["directory_id"]),
+                f"CONTROLLER://{v['address']}:{v['ports']['controller']}",
+            )
+            for v in voters
+        )
+
+    def agreed(self, via: str) -> list[tuple[int, str, str]]:
+        """The roster's voters when the quorum lists exactly those, else []."""
+        listed = self.roster_voters()
+        return listed if self.quorum_voters(via) == listed else []
+
+    def endpoint_ids(self, via: str) -> list[int] | None:
+        """The broker ids ``kafka-cluster list-endpoints --include-fenced-brokers`` lists (Kafka
+        4.4 takes that flag with --bootstrap-server only); None when the tool failed."""
+        try:
+            listed = self.tool(
+                CLUSTER_TOOL,
+                [
+                    "list-endpoints",
+                    "--include-fenced-brokers",
+                    "--bootstrap-server",
+                    self.bootstrap(via),
+                ],
+            )
+        except (AssertionError, subprocess.TimeoutExpired):
+            return None
+        rows = [line.split() for line in listed.splitlines()]
+        return sorted(int(row[0]) for row in rows if row and row[0].isdigit())
+
     # -- stopping -------------------------------------------------------------------------------
 
     def kill(self, name: str) -> None:
         self.procs.pop(name).kill()
+
+    def lose(self, name: str) -> None:
+        """Member ``name`` is gone: its process group killed, its registration removed (as
+        Nomad deregisters an allocation's services when it stops)."""
+        node_id = int(self.meta(name)["node.id"])
+        self.kill(name)
+        self.consul.deregister(f"{self.members[name].service}-{node_id}")
 
     def stop_all(self) -> None:
         """Broker-only members first (their controlled shutdown needs the controllers), then
@@ -410,18 +471,23 @@ class AckedProducer:
 
 
 def joiner_properties(
-    name_dir: Path, address: str, node_id: int, controllers: Sequence[str]
+    name_dir: Path, address: str, node_id: int, controllers: Sequence[str], broker: bool = False
 ) -> Path:
-    """server.properties of a controller-only joiner that bootstraps from ``controllers``."""
+    """server.properties of a joiner that bootstraps from ``controllers``: a controller only,
+    or with ``broker`` a combined member (a broker too, as the agent's combined joiners are)."""
     conf = name_dir / "conf" / "server.properties"
     conf.parent.mkdir(parents=True, exist_ok=True)
+    listeners = [f"CONTROLLER://{address}:{PORTS['controller']}"]
+    if broker:
+        listeners.insert(0, f"PLAINTEXT://{address}:{PORTS['broker']}")
     lines = [
-        "process.roles=controller",
+        f"process.roles={'broker,controller' if broker else 'controller'}",
         f"node.id={node_id}",
         "controller.listener.names=CONTROLLER",
-        f"listeners=CONTROLLER://{address}:{PORTS['controller']}",
-        f"advertised.listeners=CONTROLLER://{address}:{PORTS['controller']}",
+        f"listeners={','.join(listeners)}",
+        f"advertised.listeners={','.join(listeners)}",
         "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        *(["inter.broker.listener.name=PLAINTEXT"] if broker else []),
         f"log.dirs={name_dir / 'data'}",
         "controller.quorum.bootstrap.servers="
         + ",".join(f"{h}:{PORTS['controller']}" for h in controllers),
@@ -437,10 +503,12 @@ def start_joiner(
     node_id: int,
     cluster_id: str,
     controllers: Sequence[str],
+    broker: bool = False,
 ) -> tuple[Process, Path]:
-    """A new controller on an empty disk, formatted with ``--no-initial-controllers`` (so Kafka
-    gives it a random directory id) and started: an observer until someone adds it."""
-    conf = joiner_properties(name_dir, address, node_id, controllers)
+    """A new controller (a combined member with ``broker``) on an empty disk, formatted with
+    ``--no-initial-controllers`` (so Kafka gives it a random directory id) and started: an
+    observer until someone adds it."""
+    conf = joiner_properties(name_dir, address, node_id, controllers, broker)
     subprocess.run(
         kafka_storage_command(
             lib, ["format", "-t", cluster_id, "-c", str(conf), "--no-initial-controllers"]

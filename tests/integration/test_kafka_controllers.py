@@ -33,8 +33,7 @@ from testbed.kafka import (
 )
 from testbed.kafka import host as kafka_host
 from testbed.procs import wait_until
-from tests.integration.test_kafka_day2 import agreed, quorum_voters, roster_voters
-from tests.integration.test_roster import kafka_lose, roster
+from tests.integration.test_roster import roster
 
 REMOVE_AFTER_S = 3
 MIN_SIZE = 3
@@ -110,9 +109,9 @@ def test_split_controllers_grow_3_to_5_and_shrink_back_to_3_one_change_at_a_time
     with KafkaCluster(consul, tmp_path, cluster, members, agent_extra=SUPERVISED) as kafka:
         kafka.start_all()
         kafka.wait_formed()
-        three = roster_voters(consul, cluster)
+        three = kafka.roster_voters()
         assert [v[0] for v in three] == [1, 2, 3]
-        wait_until(lambda: quorum_voters(kafka, "b1") == three, 60, "the quorum of 3")
+        wait_until(lambda: kafka.quorum_voters("b1") == three, 60, "the quorum of 3")
         history = RosterHistory(consul, cluster)
         kafka.create_topic("acked", replicas=3, via="b1", configs={"min.insync.replicas": 2})
         bootstrap = ",".join(kafka.bootstrap(f"b{n}") for n in (1, 2, 3))
@@ -124,7 +123,7 @@ def test_split_controllers_grow_3_to_5_and_shrink_back_to_3_one_change_at_a_time
             joined_at = time.monotonic()
             for joiner in joiners:
                 kafka.start(joiner.name)
-            wait_until(lambda: len(roster_voters(consul, cluster)) == 5, TIMEOUT_S, "5 voters")
+            wait_until(lambda: len(kafka.roster_voters()) == 5, TIMEOUT_S, "5 voters")
             to_five_s = time.monotonic() - joined_at
             five = agreed_on(kafka, consul, 5)
             ids = {j.name: int(kafka.meta(j.name)["node.id"]) for j in joiners}
@@ -142,9 +141,9 @@ def test_split_controllers_grow_3_to_5_and_shrink_back_to_3_one_change_at_a_time
             gone = ["c1", "c4"]  # one formed with the derived directory id, one joiner
             gone_ids = sorted(int(kafka.meta(n)["node.id"]) for n in gone)
             for name in gone:
-                kafka_lose(kafka, name)
+                kafka.lose(name)
             lost_at = time.monotonic()
-            wait_until(lambda: len(roster_voters(consul, cluster)) == 3, TIMEOUT_S, "3 voters")
+            wait_until(lambda: len(kafka.roster_voters()) == 3, TIMEOUT_S, "3 voters")
             to_three_s = time.monotonic() - lost_at
             back = agreed_on(kafka, consul, 3)
             assert sorted({1, 2, 3, 4, 5} - {v[0] for v in back}) == gone_ids
@@ -156,7 +155,7 @@ def test_split_controllers_grow_3_to_5_and_shrink_back_to_3_one_change_at_a_time
 
             # A third loss would leave 2 live voters, below --min-size 3: never removed.
             third = int(kafka.meta("c2")["node.id"])
-            kafka_lose(kafka, "c2")
+            kafka.lose("c2")
             floor_line = f"remove lost voter {third}: not now, 2 live voters would be left"
             wait_until(
                 lambda: any(floor_line in log_of(kafka, s) for s in ("c3", "c5")),
@@ -164,8 +163,8 @@ def test_split_controllers_grow_3_to_5_and_shrink_back_to_3_one_change_at_a_time
                 "the floor refusing the third removal",
             )
             time.sleep(REMOVE_AFTER_S + 2.0)  # a tick later: still refused
-            assert roster_voters(consul, cluster) == back
-            assert quorum_voters(kafka, "b2") == back
+            assert kafka.roster_voters() == back
+            assert kafka.quorum_voters("b2") == back
             time.sleep(2.0)  # acks after the last change
         finally:
             producer.stop()
@@ -199,7 +198,7 @@ def agreed_on(kafka: KafkaCluster, consul: ConsulAgent, size: int) -> list[tuple
     found: list[tuple[int, str, str]] = []
 
     def same() -> bool:
-        found[:] = agreed(kafka, consul, kafka.brokers()[0].name)
+        found[:] = kafka.agreed(kafka.brokers()[0].name)
         return len(found) == size
 
     wait_until(same, 60, f"the quorum and the roster agreeing on {size} voters")
@@ -228,8 +227,8 @@ def test_a_controller_lost_with_its_disk_is_replaced_on_a_new_host_add_first_the
     with KafkaCluster(consul, tmp_path, cluster, members, agent_extra=SUPERVISED) as kafka:
         kafka.start_all()
         kafka.wait_formed()
-        three = roster_voters(consul, cluster)
-        wait_until(lambda: quorum_voters(kafka, "k1") == three, 60, "the quorum of 3")
+        three = kafka.roster_voters()
+        wait_until(lambda: kafka.quorum_voters("k1") == three, 60, "the quorum of 3")
         history = RosterHistory(consul, cluster)
         kafka.create_topic("acked", replicas=3, via="k1", configs={"min.insync.replicas": 2})
         bootstrap = ",".join(f"{m.host}:{PORTS['broker']}" for m in members)
@@ -240,14 +239,14 @@ def test_a_controller_lost_with_its_disk_is_replaced_on_a_new_host_add_first_the
             lost_directory = kafka.meta("k2")["directory.id"]
             cluster_id = kafka.meta("k2")["cluster.id"]
             assert lost_directory == directory_id(cluster_id, lost)  # formed: derived
-            kafka_lose(kafka, "k2")
+            kafka.lose("k2")
             shutil.rmtree(kafka.member_dir("k2") / "data")  # the host and its disk are gone
             lost_at = time.monotonic()
             kafka.members["k2"] = replacement
             kafka.start("k2")
-            wait_until(lambda: len(roster_voters(consul, cluster)) == 4, TIMEOUT_S, "promoted")
+            wait_until(lambda: len(kafka.roster_voters()) == 4, TIMEOUT_S, "promoted")
             to_voter_s = time.monotonic() - lost_at
-            wait_until(lambda: len(roster_voters(consul, cluster)) == 3, TIMEOUT_S, "removed")
+            wait_until(lambda: len(kafka.roster_voters()) == 3, TIMEOUT_S, "removed")
             to_removed_s = time.monotonic() - lost_at
             after = agreed_on(kafka, consul, 3)
             new_id = int(kafka.meta("k2")["node.id"])

@@ -9,10 +9,11 @@ registration removed. Members live on 127.0.0.131 .. 127.0.0.134 and 127.0.0.141
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import time
 from pathlib import Path
+
+import pytest
 
 from adapters.kafka_voters import unregister_broker
 from bootstrap.model import Member
@@ -21,46 +22,12 @@ from testbed.jvm import CLUSTER_TOOL, METADATA_QUORUM, TOPIC_COMMAND, kafka_tool
 from testbed.kafka import PORTS, AckedProducer, KafkaCluster, KafkaMember, combined
 from testbed.kafka import host as kafka_host
 from testbed.procs import wait_until
-from tests.integration.test_roster import kafka_lose, roster
+from tests.integration.test_roster import roster
 
 FIRST_HOST = 131
 REMOVE_AFTER_S = 3
 SUPERVISED = ["--supervise", "--remove-after", f"{REMOVE_AFTER_S}s"]  # the bed adds --register
 TIMEOUT_S = 240
-
-
-def quorum_voters(kafka: KafkaCluster, via: str) -> list[tuple[int, str, str]] | None:
-    """(id, directory id, controller endpoint) of each voter ``describe --status`` lists."""
-    try:
-        described = kafka.tool(
-            METADATA_QUORUM, ["--bootstrap-server", kafka.bootstrap(via), "describe", "--status"]
-        )
-    except AssertionError:
-        return None  # no leader yet, or the tool timed out: asked again
-    status = dict(line.split(":", 1) for line in described.splitlines() if ":" in line)
-    return sorted(
-        (int(v["id"]), str(v["directoryId"]), ",".join(v["endpoints"]))
-        for v in json.loads(status["CurrentVoters"])
-    )
-
-
-def roster_voters(consul: ConsulAgent, cluster: str) -> list[tuple[int, str, str]]:
-    voters = roster(consul, cluster)["voters"]
-    assert isinstance(voters, list)
-    return sorted(
-        (
-            int(v["id"]),
-            str(v["directory_id"]),
-            f"CONTROLLER://{v['address']}:{v['ports']['controller']}",
-        )
-        for v in voters
-    )
-
-
-def agreed(kafka: KafkaCluster, consul: ConsulAgent, via: str) -> list[tuple[int, str, str]]:
-    """The roster's voters when the quorum lists exactly those, else []."""
-    listed = roster_voters(consul, kafka.cluster)
-    return listed if quorum_voters(kafka, via) == listed else []
 
 
 def test_a_combined_kafka_joiner_becomes_a_voter_and_is_removed_once_lost(
@@ -83,9 +50,9 @@ def test_a_combined_kafka_joiner_becomes_a_voter_and_is_removed_once_lost(
     with KafkaCluster(consul, tmp_path, cluster, members, agent_extra=SUPERVISED) as kafka:
         kafka.start_all()
         kafka.wait_formed()
-        three = roster_voters(consul, cluster)
+        three = kafka.roster_voters()
         assert [v[0] for v in three] == [1, 2, 3]
-        wait_until(lambda: quorum_voters(kafka, "k1") == three, 60, "the quorum of 3")
+        wait_until(lambda: kafka.quorum_voters("k1") == three, 60, "the quorum of 3")
         kafka.create_topic("acked", replicas=3, via="k1", configs={"min.insync.replicas": 2})
         bootstrap = ",".join(f"{m.host}:{PORTS['broker']}" for m in members)
         producer = AckedProducer(lib, bootstrap, "acked", tmp_path / "producer.log")
@@ -95,10 +62,10 @@ def test_a_combined_kafka_joiner_becomes_a_voter_and_is_removed_once_lost(
             joined_at = time.monotonic()
             kafka.start("k4")
             # The roster changes only after Kafka committed: polled cheaply, it times the change.
-            wait_until(lambda: len(roster_voters(consul, cluster)) == 4, TIMEOUT_S, "4 voters")
+            wait_until(lambda: len(kafka.roster_voters()) == 4, TIMEOUT_S, "4 voters")
             to_voter_s = time.monotonic() - joined_at
-            wait_until(lambda: len(agreed(kafka, consul, "k1")) == 4, 60, "the quorum agreeing")
-            four = roster_voters(consul, cluster)
+            wait_until(lambda: len(kafka.agreed("k1")) == 4, 60, "the quorum agreeing")
+            four = kafka.roster_voters()
             k4 = int(kafka.meta("k4")["node.id"])
             assert [v[0] for v in four] == [1, 2, 3, k4] and k4 == 4
             assert four[3] == (
@@ -112,11 +79,11 @@ def test_a_combined_kafka_joiner_becomes_a_voter_and_is_removed_once_lost(
             assert f"add voter {k4}: done (the service committed it" in log4
 
             time.sleep(2.0)  # acks with 4 voters
-            kafka_lose(kafka, "k4")
+            kafka.lose("k4")
             lost_at = time.monotonic()
-            wait_until(lambda: roster_voters(consul, cluster) == three, TIMEOUT_S, "removed")
+            wait_until(lambda: kafka.roster_voters() == three, TIMEOUT_S, "removed")
             to_removed_s = time.monotonic() - lost_at
-            wait_until(lambda: agreed(kafka, consul, "k1") == three, 60, "the quorum agreeing")
+            wait_until(lambda: kafka.agreed("k1") == three, 60, "the quorum agreeing")
             assert roster(consul, cluster)["version"] == 3
             status, _ = consul.request("GET", f"/v1/kv/cluster-bootstrap/{cluster}/ids/{k4}")
             assert status == 404, f"claim {k4} not released"
@@ -127,7 +94,7 @@ def test_a_combined_kafka_joiner_becomes_a_voter_and_is_removed_once_lost(
             ]
             assert len(removed) == 1, removed
             # Removed as a voter, the combined member is unregistered as a broker too.
-            wait_until(lambda: endpoint_ids(kafka, "k1") == [1, 2, 3], 60, "4 unregistered")
+            wait_until(lambda: kafka.endpoint_ids("k1") == [1, 2, 3], 60, "4 unregistered")
             assert f"unregistered removed voter {k4}" in (
                 kafka.member_dir(removed[0]) / "member.log"
             ).read_text(errors="replace")
@@ -185,8 +152,8 @@ def test_a_restarted_kafka_controller_is_neither_removed_nor_re_added(
     with KafkaCluster(consul, tmp_path, cluster, members, agent_extra=supervised) as kafka:
         kafka.start_all()
         kafka.wait_formed()
-        three = roster_voters(consul, cluster)
-        wait_until(lambda: quorum_voters(kafka, "k1") == three, 60, "the quorum of 3")
+        three = kafka.roster_voters()
+        wait_until(lambda: kafka.quorum_voters("k1") == three, 60, "the quorum of 3")
         version = roster(consul, cluster)["version"]
         k2 = int(kafka.meta("k2")["node.id"])
         directory = kafka.meta("k2")["directory.id"]
@@ -211,8 +178,8 @@ def test_a_restarted_kafka_controller_is_neither_removed_nor_re_added(
             "the peers seeing k2 back",
         )
         back_s = time.monotonic() - stopped_at
-        wait_until(lambda: agreed(kafka, consul, "k1") == three, 60, "the same quorum")
-        assert quorum_voters(kafka, "k3") == three
+        wait_until(lambda: kafka.agreed("k1") == three, 60, "the same quorum")
+        assert kafka.quorum_voters("k3") == three
         assert kafka.meta("k2")["directory.id"] == directory
         assert roster(consul, cluster)["version"] == version
         assert change_lines(kafka, k2) == []
@@ -223,37 +190,20 @@ def test_a_restarted_kafka_controller_is_neither_removed_nor_re_added(
 BROKER_HOST = 144  # 127.0.0.144 .. 146 combined, .147 the broker-only member
 
 
-def endpoint_ids(kafka: KafkaCluster, via: str) -> list[int] | None:
-    """The broker ids ``kafka-cluster list-endpoints --include-fenced-brokers`` lists (Kafka
-    4.4 takes that flag with --bootstrap-server only)."""
-    try:
-        listed = kafka.tool(
-            CLUSTER_TOOL,
-            [
-                "list-endpoints",
-                "--include-fenced-brokers",
-                "--bootstrap-server",
-                kafka.bootstrap(via),
-            ],
-        )
-    except AssertionError:
-        return None
-    rows = [line.split() for line in listed.splitlines()]
-    return sorted(int(row[0]) for row in rows if row and row[0].isdigit())
-
-
+@pytest.mark.parametrize("quorum", ["dynamic", "static"])
 def test_a_kafka_broker_gone_longer_than_remove_after_is_unregistered(
-    consul: ConsulAgent, cluster: str, tmp_path: Path
+    consul: ConsulAgent, cluster: str, tmp_path: Path, quorum: str
 ) -> None:
     """Proves a broker-only member that joined a supervised combined cluster (its own Consul
     service, claims in the cluster's namespace) and then is lost for good (killed and
     deregistered) is unregistered by one live member after --remove-after: kafka-cluster
     list-endpoints --include-fenced-brokers lists it before and not after, its id claim is
-    released, the tool ran through the supervisor. Prints what Kafka shows of a partition
-    whose replicas it held (partition draining is left out)."""
+    released, the tool ran through the supervisor. A static quorum, whose controllers cannot
+    change, unregisters it the same way. Prints what Kafka shows of a partition whose
+    replicas it held (partition draining is left out)."""
     lib = peer_libs()["kafka4"]
     tools = {
-        "quorum": "dynamic",
+        "quorum": quorum,
         "quorum_tool": kafka_tool_command(lib, METADATA_QUORUM, []),
         "cluster_tool": kafka_tool_command(lib, CLUSTER_TOOL, []),
     }
@@ -279,14 +229,14 @@ def test_a_kafka_broker_gone_longer_than_remove_after_is_unregistered(
         bed = ["--bootstrap-server", kafka.bootstrap("k1")]
         only = ["--create", "--topic", "only-on-b1", "--replica-assignment", str(b1)]
         kafka.tool(TOPIC_COMMAND, [*bed, *only])
-        assert endpoint_ids(kafka, "k1") == [1, 2, 3, b1]
+        assert kafka.endpoint_ids("k1") == [1, 2, 3, b1]
 
-        kafka_lose(kafka, "b1")
+        kafka.lose("b1")
         lost_at = time.monotonic()
         claim = f"/v1/kv/cluster-bootstrap/{cluster}/ids/{b1}"
         wait_until(lambda: consul.request("GET", claim)[0] == 404, TIMEOUT_S, "claim released")
         to_unregistered_s = time.monotonic() - lost_at
-        listed = endpoint_ids(kafka, "k1")
+        listed = kafka.endpoint_ids("k1")
         assert listed == [1, 2, 3], listed
         # Asked again (another member late, or a controller-only joiner never registered as a
         # broker): Kafka 4.4 exits 1 with BrokerIdNotRegisteredException; the adapter: done.

@@ -27,8 +27,8 @@ RECONFIG = ["--set", "reconfig=true"]
 
 
 def roster(consul: ConsulAgent, cluster: str) -> dict[str, object]:
-    status, answer = consul.request("GET", f"/v1/kv/cluster-bootstrap/{cluster}/roster?raw")
-    assert status == 200 and isinstance(answer, dict), (status, answer)
+    answer = consul.roster(cluster)
+    assert answer is not None, f"no roster of {cluster}"
     return answer
 
 
@@ -206,12 +206,6 @@ def test_status_marks_servers_that_run_other_voters_than_the_roster(
         )
 
 
-def kafka_lose(kafka: KafkaCluster, name: str) -> None:
-    node_id = int(kafka.meta(name)["node.id"])
-    kafka.kill(name)
-    kafka.consul.deregister(f"{kafka.members[name].service}-{node_id}")
-
-
 def test_kafka_member_restarts_while_a_peer_is_lost(
     consul: ConsulAgent, cluster: str, tmp_path: Path
 ) -> None:
@@ -221,10 +215,13 @@ def test_kafka_member_restarts_while_a_peer_is_lost(
     with KafkaCluster(consul, tmp_path, cluster, members) as kafka:
         kafka.start_all()
         kafka.wait_formed()
-        kafka.create_topic("kept", replicas=2, via="k1")
+        # On all three: with two replicas placed on k2 and k3, the read waits for whichever of
+        # them the controller kept last in the ISR, sometimes the lost k3 (Kafka elects no
+        # leader outside the ISR): the test failed on placement, not on the agent.
+        kafka.create_topic("kept", replicas=3, via="k1")
         kafka.produce("kept", "before-the-loss", via="k1")
-        kafka_lose(kafka, "k3")
-        kafka_lose(kafka, "k2")
+        kafka.lose("k3")
+        kafka.lose("k2")
         started = time.monotonic()
         kafka.start("k2")
         kafka.wait_formed(timeout_s=90)

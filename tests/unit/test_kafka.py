@@ -530,3 +530,16 @@ async def test_observe_reads_the_quorum_from_describe_status(tmp_path: Path) -> 
     assert (
         await KafkaService({"roles": "broker", "controller_service": "c"}).observe(member) is None
     )
+
+
+def test_every_kraft_quorum_unregisters_brokers_and_zookeeper_mode_does_not(
+    tmp_path: Path,
+) -> None:
+    """Proves a static KRaft quorum, which cannot change its voters online, still says it keeps
+    a record of brokers (so supervise mode runs a keeper that unregisters gone ones), and
+    ZooKeeper mode, whose broker registrations are ephemeral znodes, does not."""
+    view = view_for(tmp_path, 1)
+    static, dynamic = KafkaService({"quorum": "static"}), KafkaService({"quorum": "dynamic"})
+    assert static.voter_changes(view) is None and static.unregisters()
+    assert dynamic.voter_changes(view) is not None and dynamic.unregisters()
+    assert not KafkaService(zk_options()).unregisters()

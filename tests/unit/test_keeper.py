@@ -380,13 +380,27 @@ async def test_a_voter_that_stays_behind_holds_a_removal_back(tmp_path: Path) ->
 
 
 class ForgettingList(VotingList):
-    """A service that keeps a record of non-voters: ``answers`` is what unregister gives."""
+    """A service that keeps a record of non-voters: ``answers`` is what unregister gives (an
+    exception is raised)."""
 
-    answers: list[bool | None]
+    answers: list[bool | VoterChangeError | None]
+
+    def unregisters(self) -> bool:
+        return True
 
     async def unregister(self, view: ClusterView, member: Member) -> bool | None:
         self.ensemble.changes.append(f"unregister {member.member_id}={member.address}")
-        return self.answers.pop(0) if self.answers else True
+        answer = self.answers.pop(0) if self.answers else True
+        if isinstance(answer, VoterChangeError):
+            raise answer
+        return answer
+
+
+class StaticForgettingList(ForgettingList):
+    """A static quorum (its voters cannot change online) that keeps a record of brokers."""
+
+    def voter_changes(self, view: ClusterView) -> VoterChanges | None:
+        return None
 
 
 class BrokerList(ForgettingList):
@@ -398,7 +412,7 @@ async def forgetting_keeper(
     tmp_path: Path,
     fake: FakeDiscovery,
     ensemble: Ensemble,
-    answers: list[bool | None],
+    answers: list[bool | VoterChangeError | None],
     remove_after_s: float = 5.0,
     **over: object,
 ) -> VoterKeeper:
@@ -553,21 +567,124 @@ async def test_run_watches_the_other_service_so_a_broker_gone_wakes_it(
             await task
 
 
+async def removed_lost_3(
+    tmp_path: Path, answers: list[bool | VoterChangeError | None]
+) -> tuple[FakeDiscovery, Ensemble, VoterKeeper]:
+    """Three formed, member 1's keeper (min-size 2) has removed lost voter 3 (one step past its
+    clock), its unregister answered by ``answers``."""
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble)
+    keeper = await forgetting_keeper(tmp_path, fake, ensemble, answers, min_size=2)
+    await lose(fake, 3)
+    await keeper.step()
+    lost_long_ago(keeper, 3)
+    assert await keeper.step() is True  # a removal: look again
+    return fake, ensemble, keeper
+
+
 @pytest.mark.parametrize("answer", [True, False, None])
 async def test_a_removed_lost_voter_is_unregistered_too(
     tmp_path: Path, answer: bool | None
 ) -> None:
     """Proves a lost voter, once removed from the voters, is unregistered from the service
-    under the same lock (a combined Kafka member is a broker too); a refusal leaves the
-    removal done (roster, claim) with a warning, and None does nothing more."""
-    fake, ensemble = FakeDiscovery(), Ensemble()
-    await formed(tmp_path, fake, ensemble)
-    keeper = await forgetting_keeper(tmp_path, fake, ensemble, [answer], min_size=2)
-    await lose(fake, 3)
-    await keeper.step()
-    lost_long_ago(keeper, 3)
-    await keeper.step()
+    under the same lock (a combined Kafka member is a broker too); a busy service leaves the
+    removal done (roster, claim) and the unregister to try again, and None does nothing more."""
+    fake, ensemble, keeper = await removed_lost_3(tmp_path, [answer])
     assert ensemble.changes == ["remove 3", "unregister 3=127.0.0.13"]
     assert await roster_ids(fake) == [1, 2] and not claimed(fake, 3)
     assert keeper.done == ["remove lost voter 3"]
     assert fake.kv["cluster-bootstrap/c1/lock"].session is None
+    assert set(keeper.still_registered) == ({3} if answer is False else set())
+
+
+async def test_a_failed_unregister_after_a_removal_is_tried_again_never_the_removal(
+    tmp_path: Path,
+) -> None:
+    """Proves a removed voter whose unregister was refused is unregistered by the next steps
+    of the member that removed it (its claim is released, so no look finds it): a busy service
+    holds it back (the keeper's backoff), a refusal raises to ``run``'s backoff with the lock
+    released, and neither the removal nor the roster change is made again."""
+    refused = VoterChangeError("kafka-cluster unregister --id 3 refused (exit 1): timed out")
+    answers = [refused, False, VoterChangeError("again"), True]
+    fake, ensemble, keeper = await removed_lost_3(tmp_path, answers)
+    assert ensemble.changes == ["remove 3", "unregister 3=127.0.0.13"]
+    assert set(keeper.still_registered) == {3} and not claimed(fake, 3)
+    roster = await keeper.start.rosters.read()
+    assert roster is not None and roster.ids() == [1, 2] and roster.version == 2
+    assert await keeper.step() is True and keeper.held_back  # busy: later, held back
+    with pytest.raises(VoterChangeError, match="again"):
+        await keeper.step()
+    assert fake.kv["cluster-bootstrap/c1/lock"].session is None
+    assert await keeper.step() is False
+    assert ensemble.changes == ["remove 3"] + ["unregister 3=127.0.0.13"] * 4
+    assert keeper.still_registered == {}
+    assert keeper.done == ["remove lost voter 3", "unregister removed voter 3"]
+    roster = await keeper.start.rosters.read()
+    assert roster is not None and roster.ids() == [1, 2] and roster.version == 2
+    assert await keeper.step() is False and len(ensemble.changes) == 5
+
+
+async def test_a_removed_voter_whose_id_is_claimed_anew_is_not_unregistered(
+    tmp_path: Path,
+) -> None:
+    """Proves the retried unregister is decided again under the lock: once a new member has
+    claimed the freed id (its own registration with the service stands), it is dropped."""
+    fake, ensemble, keeper = await removed_lost_3(tmp_path, [False])
+    assert set(keeper.still_registered) == {3}
+    newcomer = await keeper_of(tmp_path, fake, ensemble, 6)
+    assert newcomer.member_id == 3 and claimed(fake, 3)
+    assert await keeper.step() is False
+    assert keeper.still_registered == {}
+    assert ensemble.changes == ["remove 3", "unregister 3=127.0.0.13"]
+
+
+async def test_the_loop_unregisters_a_removed_voter_after_a_refusal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Proves ``run`` itself comes back to a failed unregister (nothing else changes in the
+    cluster to wake it): refused twice, then done."""
+    monkeypatch.setattr(keeper_module, "TICK_S", 0.02)
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble)
+    answers = [False, VoterChangeError("refused"), True]
+    keeper = await forgetting_keeper(tmp_path, fake, ensemble, answers, 0.05, min_size=2)
+    await lose(fake, 3)
+    task = asyncio.create_task(keeper.run())
+    try:
+        for _ in range(250):
+            await asyncio.sleep(0.02)
+            if "unregister removed voter 3" in keeper.done:
+                break
+        assert ensemble.changes == ["remove 3"] + ["unregister 3=127.0.0.13"] * 3
+        assert keeper.still_registered == {} and await roster_ids(fake) == [1, 2]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_static_quorum_keeper_unregisters_gone_brokers_and_leaves_voters(
+    tmp_path: Path,
+) -> None:
+    """Proves a supervised voter of a service whose voters cannot change online but that
+    keeps a record of members (a static Kafka quorum) gets a keeper: a broker gone longer than
+    --remove-after is unregistered and its claim freed; a lost voter is never timed nor
+    removed, and no voter change is asked for (none could be made)."""
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble)
+    settings = settings_for(tmp_path, 1, expect=3, remove_after_s=5.0, min_size=1)
+    service = StaticForgettingList(ensemble)
+    service.answers = []
+    plan = await Start(settings, fake, service, Deadline(5)).plan()
+    keeper = Day2(settings, fake, service, plan, object()).keeper  # type: ignore[arg-type]
+    assert keeper is not None and keeper.voters_online is False
+    b = await broker(tmp_path, fake, ensemble, 5)
+    await lose(fake, 3)
+    await fake.deregister(f"c1-broker-{b}")
+    assert await keeper.step() is True
+    assert keeper.lost_since == {} and b in keeper.gone_since
+    keeper.gone_since[b] = -1e9
+    assert await keeper.step() is False
+    assert ensemble.changes == [f"unregister {b}=127.0.0.15"] and not claimed(fake, b)
+    assert await roster_ids(fake) == [1, 2, 3] and service.reached == []
+    assert Day2(settings, fake, service, plan, None).keeper is None
