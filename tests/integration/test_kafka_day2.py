@@ -199,8 +199,9 @@ def test_a_kafka_broker_gone_longer_than_remove_after_is_unregistered(
     deregistered) is unregistered by one live member after --remove-after: kafka-cluster
     list-endpoints --include-fenced-brokers lists it before and not after, its id claim is
     released, the tool ran through the supervisor. A static quorum, whose controllers cannot
-    change, unregisters it the same way. Prints what Kafka shows of a partition whose
-    replicas it held (partition draining is left out)."""
+    change, unregisters it the same way. A producer (acks=all, RF 3, min ISR 2) runs
+    throughout: every acknowledged message is read back. Prints what Kafka shows of a
+    partition whose replicas it held (partition draining is left out)."""
     lib = peer_libs()["kafka4"]
     tools = {
         "quorum": quorum,
@@ -208,7 +209,6 @@ def test_a_kafka_broker_gone_longer_than_remove_after_is_unregistered(
         "cluster_tool": kafka_tool_command(lib, CLUSTER_TOOL, []),
     }
     members = combined(cluster, first_host=BROKER_HOST, **tools)
-    controllers = ",".join(f"{m.host}:{PORTS['controller']}" for m in members)
     broker = KafkaMember(
         "b1",
         kafka_host(4, BROKER_HOST),
@@ -219,64 +219,93 @@ def test_a_kafka_broker_gone_longer_than_remove_after_is_unregistered(
     with KafkaCluster(consul, tmp_path, cluster, members, agent_extra=SUPERVISED) as kafka:
         kafka.start_all()
         kafka.wait_formed()
-        kafka.members["b1"] = broker
-        kafka.start("b1")
-        kafka.wait_formed()
-        b1 = int(kafka.meta("b1")["node.id"])
-        assert b1 >= 100
-        kafka.create_topic("held", replicas=4, via="k1", configs={"min.insync.replicas": 2})
-        kafka.produce("held", "before-the-loss", via="k1")
-        bed = ["--bootstrap-server", kafka.bootstrap("k1")]
-        only = ["--create", "--topic", "only-on-b1", "--replica-assignment", str(b1)]
-        kafka.tool(TOPIC_COMMAND, [*bed, *only])
-        assert kafka.endpoint_ids("k1") == [1, 2, 3, b1]
-
-        kafka.lose("b1")
-        lost_at = time.monotonic()
-        claim = f"/v1/kv/cluster-bootstrap/{cluster}/ids/{b1}"
-        wait_until(lambda: consul.request("GET", claim)[0] == 404, TIMEOUT_S, "claim released")
-        to_unregistered_s = time.monotonic() - lost_at
-        listed = kafka.endpoint_ids("k1")
-        assert listed == [1, 2, 3], listed
-        # Asked again (another member late, or a controller-only joiner never registered as a
-        # broker): Kafka 4.4 exits 1 with BrokerIdNotRegisteredException; the adapter: done.
-        quorum = [Member(i + 1, m.host, PORTS) for i, m in enumerate(members)]
-        assert asyncio.run(unregister_broker(tools["cluster_tool"], quorum, b1)) is True
-        again = subprocess.run(
-            [*tools["cluster_tool"], "unregister", "--bootstrap-controller", controllers,
-             "--id", str(b1)],
-            capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        answer = [
-            line for line in (again.stdout + again.stderr).splitlines() if "Exception" in line
-        ]
-        assert again.returncode == 1 and "BrokerIdNotRegisteredException" in answer[0], answer
-        done = [
-            n
-            for n in ("k1", "k2", "k3")
-            if f"unregistered member {b1} (" in (kafka.member_dir(n) / "member.log").read_text()
-        ]
-        assert len(done) == 1, done
-        for n in ("k1", "k2", "k3"):
-            log = (kafka.member_dir(n) / "member.log").read_text(errors="replace")
-            assert "Unknown child process" not in log, n
-        described = kafka.tool(TOPIC_COMMAND, [*bed, "--describe", "--topic", "held|only-on-b1"])
-        rows = {
-            line.split("Topic: ")[1].split()[0]: line
-            for line in described.splitlines()
-            if "Partition: 0" in line
-        }
-
-        # What Kafka 4.4 does (no draining): the unregistered id stays in the replica lists,
-        # out of the ISR; a partition it alone held has no leader.
-        def column(topic: str, name: str) -> list[str]:
-            return rows[topic].split(f"{name}: ")[1].split()[0].split(",")
-
-        assert str(b1) in column("held", "Replicas") and str(b1) not in column("held", "Isr")
-        assert "Leader: none" in rows["only-on-b1"], rows
-        assert kafka.consume_one("held", via="k2") == "before-the-loss"
+        kafka.create_topic("acked", replicas=3, via="k1", configs={"min.insync.replicas": 2})
+        bootstrap = ",".join(f"{m.host}:{PORTS['broker']}" for m in members)
+        producer = AckedProducer(lib, bootstrap, "acked", tmp_path / "producer.log")
+        try:
+            _join_lose_and_unregister(kafka, consul, cluster, broker, tools, members)
+            time.sleep(1.0)  # acks after the unregister
+        finally:
+            producer.stop()
+        acked = producer.acked()
+        consumed = kafka.consume_all("acked", len(acked), via="k2")
+        missing = sorted(set(acked) - set(consumed), key=int)
         print(
-            f"\nkafka broker gone -> unregistered {to_unregistered_s:.1f}s (--remove-after "
-            f"{REMOVE_AFTER_S}s); after: list-endpoints {listed}; unregister again: exit "
-            f"{again.returncode} {answer[:1]}; topic:\n{described}"
+            f"kafka broker day 2 ({quorum}): acked {len(acked)}, longest acked gap "
+            f"{producer.longest_gap_s():.2f}s, failed sends {producer.failed()}, acked "
+            f"missing {len(missing)}"
         )
+        assert len(acked) >= 50, f"the producer got too few acks: {producer.log_path}"
+        assert not missing, missing[:20]
+
+
+def _join_lose_and_unregister(
+    kafka: KafkaCluster,
+    consul: ConsulAgent,
+    cluster: str,
+    broker: KafkaMember,
+    tools: dict[str, object],
+    members: list[KafkaMember],
+) -> None:
+    """The broker-only member joins (and holds replicas of new topics), is lost, and is
+    unregistered by one controller; what Kafka then shows of its partitions."""
+    controllers = ",".join(f"{m.host}:{PORTS['controller']}" for m in members)
+    kafka.members["b1"] = broker
+    kafka.start("b1")
+    kafka.wait_formed()
+    b1 = int(kafka.meta("b1")["node.id"])
+    assert b1 >= 100
+    kafka.create_topic("held", replicas=4, via="k1", configs={"min.insync.replicas": 2})
+    kafka.produce("held", "before-the-loss", via="k1")
+    bed = ["--bootstrap-server", kafka.bootstrap("k1")]
+    only = ["--create", "--topic", "only-on-b1", "--replica-assignment", str(b1)]
+    kafka.tool(TOPIC_COMMAND, [*bed, *only])
+    assert kafka.endpoint_ids("k1") == [1, 2, 3, b1]
+
+    kafka.lose("b1")
+    lost_at = time.monotonic()
+    claim = f"/v1/kv/cluster-bootstrap/{cluster}/ids/{b1}"
+    wait_until(lambda: consul.request("GET", claim)[0] == 404, TIMEOUT_S, "claim released")
+    to_unregistered_s = time.monotonic() - lost_at
+    listed = kafka.endpoint_ids("k1")
+    assert listed == [1, 2, 3], listed
+    # Asked again (another member late, or a controller-only joiner never registered as a
+    # broker): Kafka 4.4 exits 1 with BrokerIdNotRegisteredException; the adapter: done.
+    quorum = [Member(i + 1, m.host, PORTS) for i, m in enumerate(members)]
+    assert asyncio.run(unregister_broker(tools["cluster_tool"], quorum, b1)) is True
+    again = subprocess.run(
+        [*tools["cluster_tool"], "unregister", "--bootstrap-controller", controllers,
+         "--id", str(b1)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    answer = [line for line in (again.stdout + again.stderr).splitlines() if "Exception" in line]
+    assert again.returncode == 1 and "BrokerIdNotRegisteredException" in answer[0], answer
+    done = [
+        n
+        for n in ("k1", "k2", "k3")
+        if f"unregistered member {b1} (" in (kafka.member_dir(n) / "member.log").read_text()
+    ]
+    assert len(done) == 1, done
+    for n in ("k1", "k2", "k3"):
+        log = (kafka.member_dir(n) / "member.log").read_text(errors="replace")
+        assert "Unknown child process" not in log, n
+    described = kafka.tool(TOPIC_COMMAND, [*bed, "--describe", "--topic", "held|only-on-b1"])
+    rows = {
+        line.split("Topic: ")[1].split()[0]: line
+        for line in described.splitlines()
+        if "Partition: 0" in line
+    }
+
+    # What Kafka 4.4 does (no draining): the unregistered id stays in the replica lists,
+    # out of the ISR; a partition it alone held has no leader.
+    def column(topic: str, name: str) -> list[str]:
+        return rows[topic].split(f"{name}: ")[1].split()[0].split(",")
+
+    assert str(b1) in column("held", "Replicas") and str(b1) not in column("held", "Isr")
+    assert "Leader: none" in rows["only-on-b1"], rows
+    assert kafka.consume_one("held", via="k2") == "before-the-loss"
+    print(
+        f"\nkafka broker gone -> unregistered {to_unregistered_s:.1f}s (--remove-after "
+        f"{REMOVE_AFTER_S}s); after: list-endpoints {listed}; unregister again: exit "
+        f"{again.returncode} {answer[:1]}; topic:\n{described}"
+    )
