@@ -295,6 +295,19 @@ class KafkaCluster:
             stdin=message + "\n",
         )
 
+    def read_back(self, producer: AckedProducer, via: str, topic: str = "acked") -> str:
+        """Every message ``producer`` had acknowledged is read back through ``via`` (asserted:
+        at least 50 acks, none missing); the figures, as text for the test's output."""
+        acked = producer.acked()
+        consumed = self.consume_all(topic, len(acked), via=via)
+        missing = sorted(set(acked) - set(consumed), key=int)
+        assert len(acked) >= 50, f"the producer got too few acks: {producer.log_path}"
+        assert not missing, missing[:20]
+        return (
+            f"acked {len(acked)}, longest acked gap {producer.longest_gap_s():.2f}s, failed "
+            f"sends {producer.failed()}, acked missing {len(missing)}"
+        )
+
     def consume_all(self, topic: str, count: int, via: str | None = None) -> list[str]:
         """The first ``count`` values of ``topic`` (fewer if the timeout hits first)."""
         out = self.tool(

@@ -175,22 +175,8 @@ def test_split_controllers_grow_3_to_5_and_shrink_back_to_3_one_change_at_a_time
         print(
             f"\nkafka split 3->5->3: joiners start -> both voters {to_five_s:.1f}s, 2 lost -> "
             f"both removed {to_three_s:.1f}s (--remove-after {REMOVE_AFTER_S}s), roster "
-            f"{seen}, {read_back(kafka, producer, 'b2')}"
+            f"{seen}, {kafka.read_back(producer, 'b2')}"
         )
-
-
-def read_back(kafka: KafkaCluster, producer: AckedProducer, via: str) -> str:
-    """Every message the producer had acknowledged is read back through ``via`` (asserted);
-    the figures, as text."""
-    acked = producer.acked()
-    consumed = kafka.consume_all("acked", len(acked), via=via)
-    missing = sorted(set(acked) - set(consumed), key=int)
-    assert len(acked) >= 50, f"the producer got too few acks: {producer.log_path}"
-    assert not missing, missing[:20]
-    return (
-        f"acked {len(acked)}, longest acked gap {producer.longest_gap_s():.2f}s, failed sends "
-        f"{producer.failed()}, acked missing {len(missing)}"
-    )
 
 
 def agreed_on(kafka: KafkaCluster, consul: ConsulAgent, size: int) -> list[tuple[int, str, str]]:
@@ -274,5 +260,5 @@ def test_a_controller_lost_with_its_disk_is_replaced_on_a_new_host_add_first_the
         print(
             f"\nkafka replacement: loss -> replacement voter {to_voter_s:.1f}s, loss -> old "
             f"removed {to_removed_s:.1f}s (--remove-after {REMOVE_AFTER_S}s), roster {seen}, "
-            f"{read_back(kafka, producer, 'k3')}"
+            f"{kafka.read_back(producer, 'k3')}"
         )

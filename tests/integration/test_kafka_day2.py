@@ -104,17 +104,11 @@ def test_a_combined_kafka_joiner_becomes_a_voter_and_is_removed_once_lost(
             time.sleep(2.0)  # acks after the last change
         finally:
             producer.stop()
-        acked = producer.acked()
-        consumed = kafka.consume_all("acked", len(acked), via="k2")
-        missing = sorted(set(acked) - set(consumed), key=int)
         print(
             f"\nkafka day 2: joiner start -> voter {to_voter_s:.1f}s, loss -> removed "
-            f"{to_removed_s:.1f}s (--remove-after {REMOVE_AFTER_S}s), acked {len(acked)}, "
-            f"longest acked gap {producer.longest_gap_s():.2f}s, failed sends "
-            f"{producer.failed()}, acked missing {len(missing)}"
+            f"{to_removed_s:.1f}s (--remove-after {REMOVE_AFTER_S}s), "
+            f"{kafka.read_back(producer, 'k2')}"
         )
-        assert len(acked) >= 50, f"the producer got too few acks: {producer.log_path}"
-        assert not missing, missing[:20]
 
 
 RESTART_HOST = 141  # 127.0.0.141 .. 143
@@ -227,16 +221,7 @@ def test_a_kafka_broker_gone_longer_than_remove_after_is_unregistered(
             time.sleep(1.0)  # acks after the unregister
         finally:
             producer.stop()
-        acked = producer.acked()
-        consumed = kafka.consume_all("acked", len(acked), via="k2")
-        missing = sorted(set(acked) - set(consumed), key=int)
-        print(
-            f"kafka broker day 2 ({quorum}): acked {len(acked)}, longest acked gap "
-            f"{producer.longest_gap_s():.2f}s, failed sends {producer.failed()}, acked "
-            f"missing {len(missing)}"
-        )
-        assert len(acked) >= 50, f"the producer got too few acks: {producer.log_path}"
-        assert not missing, missing[:20]
+        print(f"kafka broker day 2 ({quorum}): {kafka.read_back(producer, 'k2')}")
 
 
 def _join_lose_and_unregister(
