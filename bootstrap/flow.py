@@ -117,7 +117,10 @@ class Start:
         """Claim an id, register, agree on shared values, find this member's seat in the
         roster (day 1: wait for the peers and write the roster), render."""
         disk_id = self.service.member_id_on_disk(self.me)
-        retired = await self.retired_ids(disk_id)
+        known = await self.rosters.read() if disk_id is None and self.service.votes() else None
+        retired = self.retired_ids(disk_id, known)
+        if retired:
+            await self._say_retired(known, retired)
         member_id = await self.membership.obtain_id(
             self.me, disk_id, str(self.me.data_dir), retired
         )
@@ -139,7 +142,7 @@ class Start:
         }
         return self._render(member_id, place, shared, groups)
 
-    async def retired_ids(self, disk_id: int | None, *, quiet: bool = False) -> frozenset[int]:
+    def retired_ids(self, disk_id: int | None, roster: Roster | None) -> frozenset[int]:
         """Roster voters this member must not claim again with an empty disk: those whose
         identity includes their disk (a directory id: a Kafka dynamic quorum) and whose entry
         names another address. Such a member is a lost voter's replacement on a new disk
@@ -150,16 +153,20 @@ class Start:
         --remove-after (its claim, still this member's, released then). A voter whose disk
         moved with it keeps its id (the disk names it); one on an empty disk at the same
         address is not told apart from a formation member."""
-        if disk_id is not None or not self.service.votes():
+        if disk_id is not None or roster is None:
             return frozenset()
-        roster = await self.rosters.read()
-        if roster is None:
-            return frozenset()
-        stale = [v for v in roster.voters if v.directory_id and v.member.address != self.me.address]
-        if stale and not quiet:
-            _, claims = await self.membership.read_claims()
-            mine = {claim.member_id for claim in claims.owned_by(self.me.owner)}
-            for voter in (v for v in stale if v.member_id in mine):
+        return frozenset(
+            v.member_id
+            for v in roster.voters
+            if v.directory_id and v.member.address != self.me.address
+        )
+
+    async def _say_retired(self, roster: Roster | None, retired: frozenset[int]) -> None:
+        """One warning per retired voter whose id claim is this member's (``plan`` only)."""
+        _, claims = await self.membership.read_claims()
+        mine = {claim.member_id for claim in claims.owned_by(self.me.owner)}
+        for voter in roster.voters if roster is not None else ():
+            if voter.member_id in retired and voter.member_id in mine:
                 log.warning(
                     "id %d (this member's claim) votes at %s with directory id %s, but this "
                     "disk is empty: a replacement on a new disk joins under a new id; the old "
@@ -168,7 +175,6 @@ class Start:
                     voter.member.address,
                     voter.directory_id,
                 )
-        return frozenset(v.member_id for v in stale)
 
     async def formed_roster(self, disk_id: int | None, shared: dict[str, str]) -> Roster | None:
         """The roster of a cluster that already formed; ``None`` on day 1 (or for a member
@@ -205,11 +211,10 @@ class Start:
     async def preview(self) -> Plan:
         """What ``plan`` would decide now, changing nothing in Consul and not waiting."""
         disk_id = self.service.member_id_on_disk(self.me)
-        retired = await self.retired_ids(disk_id, quiet=True)
-        member_id = await self.membership.preview_id(
-            self.me, disk_id, str(self.me.data_dir), retired
-        )
         roster = await self.rosters.read() if self.service.votes() else None
+        member_id = await self.membership.preview_id(
+            self.me, disk_id, str(self.me.data_dir), self.retired_ids(disk_id, roster)
+        )
         found = await self.membership.survey()
         status = [self.membership.status(found, member_id, self.settings.expect)]
         members = list(found.members)
