@@ -94,7 +94,8 @@ async def run_program(
     except OSError as exc:
         raise error(f"cannot run {what} {argv[0]}: {exc.strerror}") from exc
     try:
-        output, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            output, _ = await proc.communicate()
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()

@@ -289,15 +289,20 @@ class ZooKeeperService(ServicePort):
 async def four_letter(host: str, port: int, word: str, timeout_s: float = 2.0) -> str | None:
     """Send a four-letter word; the answer, or ``None`` when nothing answers."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            reader, writer = await asyncio.open_connection(host, port)
     except (OSError, TimeoutError):
         return None
     try:
         writer.write(word.encode())
         await writer.drain()
         chunks: list[bytes] = []
-        while len(chunks) < 16 and (chunk := await asyncio.wait_for(reader.read(65536), timeout_s)):
-            chunks.append(chunk)  # until the server closes (at most 1 MiB)
+        while len(chunks) < 16:  # until the server closes (at most 1 MiB)
+            async with asyncio.timeout(timeout_s):
+                chunk = await reader.read(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
         return b"".join(chunks).decode(errors="replace")
     except (OSError, TimeoutError):
         return None
@@ -474,7 +479,8 @@ class ZooKeeperVoters(VoterChanges):
         from kazoo.exceptions import KazooException
 
         try:
-            return await asyncio.wait_for(asyncio.to_thread(fn, *args), self.timeout_s * 2)
+            async with asyncio.timeout(self.timeout_s * 2):
+                return await asyncio.to_thread(fn, *args)
         except (KazooException, TimeoutError) as exc:
             raise VoterChangeError(f"ZooKeeper {what} failed: {type(exc).__name__}") from exc
 
@@ -524,10 +530,8 @@ class ZooKeeperVoters(VoterChanges):
         joins, leaves = (joining, None) if joining else (None, str(member_id))
         from_config = int(version, 16) if version else -1
         try:
-            data, _ = await asyncio.wait_for(
-                asyncio.to_thread(client.reconfig, joins, leaves, None, from_config),
-                self.timeout_s * 2,
-            )
+            async with asyncio.timeout(self.timeout_s * 2):
+                data, _ = await asyncio.to_thread(client.reconfig, joins, leaves, None, from_config)
         except (BadVersionError, NewConfigNoQuorumError, ReconfigInProcessError):
             return False  # a conflict: the caller retries after a backoff
         except (KazooException, TimeoutError) as exc:  # a refusal, a lost connection: no retry

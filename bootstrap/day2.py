@@ -180,7 +180,8 @@ class Day2:
         if not self.settings.register:
             return
         try:
-            await asyncio.wait_for(self.discovery.deregister(self.service_id), DEREGISTER_TIMEOUT_S)
+            async with asyncio.timeout(DEREGISTER_TIMEOUT_S):
+                await self.discovery.deregister(self.service_id)
             log.info("deregistered %s", self.service_id)
         except (ConsulError, TimeoutError) as exc:
             log.warning(

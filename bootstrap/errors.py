@@ -15,6 +15,8 @@
     ├── PrepareError                8  a service's preparation step failed (e.g. storage format)
     ├── CannotJoin                 10  a newcomer to a formed cluster the service cannot take online
     ├── VoterChangeError           11  the service refused an online voter change (not a conflict)
+    ├── LockBusy                    -  another member held the cluster lock past the voter
+    │                                  keeper's patience (never an exit: it looks again)
     └── ExecError                 126  the command after ``--`` cannot be executed
         └── CommandNotFound       127  the command after ``--`` does not exist
 
@@ -103,6 +105,12 @@ class VoterChangeError(BootstrapError):
     """The service refused an online voter change for a reason a retry will not fix."""
 
     exit_code = 11
+
+
+class LockBusy(BootstrapError):
+    """Another member held the cluster lock longer than the waiter's patience
+    (``ClusterLock.hold(patience_s=...)``); nothing is held. Only the voter keeper waits with
+    patience, and it looks at the cluster again: never an exit."""
 
 
 class ExecError(BootstrapError):

@@ -58,7 +58,8 @@ class HealthReporter:
 
     async def probe(self) -> tuple[str, str]:
         try:
-            report = await asyncio.wait_for(self.service.health(self.me), PROBE_TIMEOUT_S)
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                report = await self.service.health(self.me)
         except TimeoutError:
             return "critical", f"health probe gave no answer in {PROBE_TIMEOUT_S:g}s"
         return STATUS.get(report.code, "critical"), report.detail

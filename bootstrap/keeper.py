@@ -48,6 +48,12 @@ Rules:
 - **The roster follows the service.** It changes only after the service committed (a
   compare-and-set on the roster, tried again on a fresh read); a removed voter's id claim is
   then released, so the id can be claimed again.
+- **Waiting for the lock is bounded** (``LOCK_PATIENCE_S``). A member that decided a change
+  while another held the lock gives up after that long and looks at the cluster again on the
+  next tick: the change may be done already (two members whose clocks ran out together), and
+  what needs no lock (a removal refused at the floor, a new loss's clock) is never kept
+  waiting behind a slow holder or a dead one (up to twice the session TTL, then the
+  lock-delay).
 - Nothing here stops the server. A conflict (``False`` from the port), a Consul error or a
   refusal (``VoterChangeError``, one log line) is tried again later, with a backoff.
 """
@@ -60,7 +66,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Collection, Sequence
 
-from bootstrap.errors import BootstrapError, ConsulError, VoterChangeError
+from bootstrap.errors import BootstrapError, ConsulError, LockBusy, VoterChangeError
 from bootstrap.flow import Start
 from bootstrap.lock import ClusterLock
 from bootstrap.log import log
@@ -74,6 +80,7 @@ TICK_S = 2.0  # how often a pending change looks again (a joiner catching up, a 
 BACKOFF_MAX_S = 30.0
 RECORD_TRIES = 5
 MOVE_FIRST_S = 30.0  # how long a moved voter's server waits for its re-add before it starts
+LOCK_PATIENCE_S = 10.0  # how long a change waits for the lock before the keeper looks again
 
 
 def removal_refused(
@@ -137,6 +144,7 @@ class VoterKeeper:
         self.other_groups: set[str] = set()
         self.done: list[str] = []  # one line per change this member made (tests, the log)
         self.held_back = False  # the last step's change could not be made yet
+        self.lock_patience_s = LOCK_PATIENCE_S
         self._wake = asyncio.Event()
         self._said: set[str] = set()
 
@@ -168,6 +176,9 @@ class VoterKeeper:
                 # held back (a voter that stays is behind, the service busy): look again
                 # later and later, so a long wait does not take the lock every tick
                 delay = min(delay * 2, HELD_BACK_MAX_S) if self.held_back else TICK_S
+            except LockBusy as exc:  # another member's change: look again, decide again
+                log.info("voter changes: %s; looking again", exc)
+                pending, delay = True, TICK_S
             except ConsulError as exc:
                 self._once(f"voter changes: {exc}; trying again", warning=True)
                 pending, delay = True, min(delay * 2, BACKOFF_MAX_S)
@@ -184,7 +195,8 @@ class VoterKeeper:
                 await self._wake.wait()
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     async def step(self) -> bool:
         """One look at the cluster and at most one change; ``True`` while something waits."""
@@ -342,7 +354,8 @@ class VoterKeeper:
         with a backoff for ``timeout_s`` (the service busy, Consul or the other voters slow);
         then the server starts anyway and ``run`` goes on trying."""
         try:
-            await asyncio.wait_for(self._move_first(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._move_first()
         except TimeoutError:
             log.warning(
                 "id %d was not re-added at its new address within %.0fs: the server starts; "
@@ -379,7 +392,7 @@ class VoterKeeper:
                 if not await changes.caught_up(me.member_id):
                     self._once(f"id {me.member_id} waits to catch up before it asks to vote")
                     return True
-        async with self.lock.hold(what):
+        async with self._hold(what):
             roster = await self.start.rosters.read()
             if roster is None:
                 return True
@@ -402,7 +415,7 @@ class VoterKeeper:
 
     async def _remove_lost(self, view: ClusterView, lost: Voter) -> None:
         what = f"remove lost voter {lost.member_id}"
-        async with self.lock.hold(what):
+        async with self._hold(what):
             roster = await self.start.rosters.read()
             if roster is None or roster.voter(lost.member_id) is None:
                 self.lost_since.pop(lost.member_id, None)
@@ -457,7 +470,7 @@ class VoterKeeper:
         member_id = min(self.still_registered)
         member = self.still_registered[member_id]
         what = f"unregister removed voter {member_id}"
-        async with self.lock.hold(what):
+        async with self._hold(what):
             roster = await self.start.rosters.read()
             _, claims = await self.start.membership.read_claims()
             if member_id in claims.by_id or (roster is not None and member_id in roster.ids()):
@@ -478,7 +491,7 @@ class VoterKeeper:
         """Decided again under the lock: still claimed (the same claim), still not a voter,
         still not registered; then the service forgets it, then its claim is released."""
         what = f"unregister gone member {gone.member_id}"
-        async with self.lock.hold(what):
+        async with self._hold(what):
             roster = await self.start.rosters.read()
             _, claims = await self.start.membership.read_claims()
             held = claims.by_id.get(gone.member_id)
@@ -597,6 +610,10 @@ class VoterKeeper:
         entry = await self.start.discovery.kv_get(key)
         if entry is not None and not await self.start.discovery.kv_delete(key, entry.modify_index):
             log.info("claim %s changed while it was released: kept", key)
+
+    def _hold(self, what: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """The cluster lock for one change, waited for at most ``lock_patience_s``."""
+        return self.lock.hold(what, patience_s=self.lock_patience_s)
 
     def _once(self, line: str, *, warning: bool = False) -> None:
         if line not in self._said:

@@ -4,6 +4,12 @@ Contract:
 
 - ``hold(why)`` waits for the lock (a blocking query on the key, no polling), holds it for the
   ``async with`` body and releases it on the way out, even when the body fails or is cancelled.
+- ``hold(why, patience_s=N)`` waits at most about N seconds (a blocking query never runs past
+  it; an acquire already sent is never cut short, so it cannot leave a lock held unknown), then
+  raises ``LockBusy`` naming the holder, with nothing held. The voter keeper waits so, and looks
+  at the cluster again: a change it decided while another member held the lock may be done
+  already, and a decision that needs no lock (a removal refused at the floor) is not kept
+  waiting behind a slow holder, or a dead one (its session TTL, then the lock-delay).
 - The lock lives on a session with a TTL (``TTL_S``), renewed every third of it while held.
   A holder that dies (SIGKILL, host gone) stops renewing: Consul ends its session after the TTL
   (up to twice it) and refuses the lock for ``LOCK_DELAY_S`` more, so a holder that is only
@@ -17,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable
 
-from bootstrap.errors import ConsulError
+from bootstrap.errors import ConsulError, LockBusy
 from bootstrap.log import log
 from bootstrap.ports import DiscoveryPort
 
@@ -50,11 +57,11 @@ class ClusterLock:
         self.lost = asyncio.Event()  # set if the session died while the lock was held
 
     @contextlib.asynccontextmanager
-    async def hold(self, why: str) -> AsyncIterator[None]:
+    async def hold(self, why: str, *, patience_s: float | None = None) -> AsyncIterator[None]:
         session = await self._session()
         renewer = asyncio.create_task(self._renew(session))
         try:
-            await self._acquire(session, why)
+            await self._acquire(session, why, patience_s)
             log.info("took the cluster lock %s (%s)", self.key, why)
             try:
                 yield
@@ -80,15 +87,20 @@ class ClusterLock:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_RETRY_S)
 
-    async def _acquire(self, session: str, why: str) -> None:
+    async def _acquire(self, session: str, why: str, patience_s: float | None) -> None:
         index = failures = 0
         waiting_logged = False
+        end = None if patience_s is None else time.monotonic() + patience_s
+        holder = "another member"
         while True:
+            left = self.wait_s if end is None else end - time.monotonic()
+            if left <= 0:
+                raise LockBusy(f"the cluster lock stayed held by {holder} for {patience_s:g}s")
             try:
                 if await self.discovery.lock_acquire(self.key, session, f"{self.holder}: {why}"):
                     return
                 index, entries = await self.discovery.kv_list(
-                    self.key, index=index, wait_s=self.wait_s
+                    self.key, index=index, wait_s=min(self.wait_s, left)
                 )
             except ConsulError as exc:
                 if not failures:
@@ -99,13 +111,14 @@ class ClusterLock:
             failures = 0
             entry = entries.get(self.key)
             if entry is not None and entry.session is not None:
+                holder = repr(entry.value[:80])
                 if not waiting_logged:
                     log.info("waiting for the cluster lock, held by %r", entry.value[:80])
                     waiting_logged = True
             else:
                 # Free but refused: a dead holder's lock-delay. The key will not change when
                 # it ends, so a blocking query would sleep through it: look again shortly.
-                index = 0
+                index, holder = 0, "a lock-delay (a holder that died)"
                 await asyncio.sleep(RETRY_S)
 
     async def _renew(self, session: str) -> None:
@@ -123,6 +136,7 @@ class ClusterLock:
 
     async def _bounded(self, request: Awaitable[object], what: str) -> None:
         try:
-            await asyncio.wait_for(request, RELEASE_TIMEOUT_S)
+            async with asyncio.timeout(RELEASE_TIMEOUT_S):
+                await request
         except (ConsulError, TimeoutError) as exc:
             log.warning("cluster lock: %s failed (%s); the session TTL frees it", what, exc)

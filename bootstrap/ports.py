@@ -294,7 +294,8 @@ class ServicePort(AsyncResource, abc.ABC):
         """
         host, port = local_address(me.bind_address), me.bind_ports[self.health_label()]
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2.0)
+            async with asyncio.timeout(2.0):
+                _, writer = await asyncio.open_connection(host, port)
         except (OSError, TimeoutError):
             return HealthReport(2, f"down: nothing listens on {host}:{port}")
         writer.close()

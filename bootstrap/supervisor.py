@@ -85,7 +85,8 @@ class Child:
             # Leaving early (an error in the agent): never leave the server behind.
             self.forward(signal.SIGTERM)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._exited), self.kill_timeout_s + 5)
+                async with asyncio.timeout(self.kill_timeout_s + 5):
+                    await asyncio.shield(self._exited)
         loop = asyncio.get_running_loop()
         for sig in (*FORWARDED, signal.SIGCHLD):
             loop.remove_signal_handler(sig)
@@ -123,7 +124,8 @@ class Child:
             exited = self._tools[pid] = self._loop.create_future()
             self._reap()  # it may have exited already
             try:
-                code = await asyncio.wait_for(asyncio.shield(exited), timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    code = await asyncio.shield(exited)
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)

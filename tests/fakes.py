@@ -52,7 +52,8 @@ class FakeDiscovery(DiscoveryPort):
             self._parking.set()
             try:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), wait_s)
+                    async with asyncio.timeout(wait_s):
+                        await self._changed.wait()
             finally:
                 self.parked -= 1
 

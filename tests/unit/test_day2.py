@@ -13,7 +13,7 @@ import pytest
 from bootstrap import cli
 from bootstrap.day2 import Day2, changed_files
 from bootstrap.deadline import Deadline
-from bootstrap.errors import UsageError
+from bootstrap.errors import LockBusy, UsageError
 from bootstrap.flow import Start
 from bootstrap.health import HealthReporter, supervised_check
 from bootstrap.lock import ClusterLock
@@ -162,8 +162,29 @@ async def test_a_dead_holder_frees_the_lock_after_its_lock_delay() -> None:
     await asyncio.wait_for(waiter, 5)
 
 
-async def _take(fake: FakeDiscovery) -> None:
-    async with ClusterLock(fake, "cb/c/lock", "live", wait_s=5).hold("after"):
+async def test_a_waiter_with_patience_gives_up_holding_nothing() -> None:
+    """Proves hold(patience_s=...) raises LockBusy naming the holder once its patience is out,
+    with its own session gone and the holder's lock untouched; and that a lock refused by a
+    dead holder's lock-delay counts against the patience too."""
+    fake = FakeDiscovery()
+    holder = await fake.session_create("holder", 10, 1)
+    assert await fake.lock_acquire("cb/c/lock", holder, "m1: remove lost voter 3")
+    with pytest.raises(LockBusy, match="m1: remove lost voter 3"):
+        async with ClusterLock(fake, "cb/c/lock", "m2").hold("remove", patience_s=0.2):
+            raise AssertionError("never inside without the lock")
+    assert fake.kv["cb/c/lock"].session == holder and set(fake.sessions) == {holder}
+    dead = await fake.session_create("dead", 10, 60)
+    assert await fake.lock_release("cb/c/lock", holder)
+    assert await fake.lock_acquire("cb/c/lock", dead, "dead")
+    fake.expire(dead)  # free, but refused for its lock-delay (60 s)
+    with pytest.raises(LockBusy, match="lock-delay"):
+        await asyncio.wait_for(_take(fake, patience_s=0.2), 5)
+
+
+async def _take(fake: FakeDiscovery, patience_s: float | None = None) -> None:
+    async with ClusterLock(fake, "cb/c/lock", "live", wait_s=5).hold(
+        "after", patience_s=patience_s
+    ):
         pass
 
 

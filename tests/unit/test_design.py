@@ -34,6 +34,24 @@ def test_core_never_imports_adapters(module: str) -> None:
     assert not {name for name in imports if name.split(".")[0] in ("adapters", "consul")}
 
 
+def test_no_wait_for_that_can_swallow_a_cancellation() -> None:
+    """Proves the agent bounds its waits with ``asyncio.timeout``, never ``asyncio.wait_for``:
+    on Python 3.11, ``wait_for`` returns the result when the awaited thing finishes at the
+    moment the task is cancelled, and the cancellation is lost (the keeper's loop then never
+    stopped: a unit test hung under load)."""
+    offenders = []
+    for path in sorted([*(ROOT / "bootstrap").glob("*.py"), *(ROOT / "adapters").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr == "wait_for"
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "asyncio"
+            ):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []
+
+
 def test_every_service_module_is_registered_once() -> None:
     """Proves each adapters/<service>.py is in the one SERVICES dict under its own key."""
     # images.py holds the official images' facts that several adapters read: not a service.

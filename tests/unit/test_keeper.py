@@ -13,7 +13,7 @@ import pytest
 from bootstrap import keeper as keeper_module
 from bootstrap.day2 import Day2
 from bootstrap.deadline import Deadline
-from bootstrap.errors import VoterChangeError
+from bootstrap.errors import LockBusy, VoterChangeError
 from bootstrap.flow import Plan, Start
 from bootstrap.keeper import VoterKeeper, removal_refused
 from bootstrap.lock import ClusterLock
@@ -25,6 +25,7 @@ from tests.fakes import FakeDiscovery, ListService
 from tests.unit.test_flow import settings_for
 
 ROSTER = "cluster-bootstrap/c1/roster"
+LOCK = "cluster-bootstrap/c1/lock"
 
 
 @dataclasses.dataclass
@@ -306,6 +307,89 @@ async def test_two_members_remove_a_lost_voter_once(tmp_path: Path) -> None:
     assert sum(len(k.done) for k in keepers) == 1
     roster = await keepers[0].start.rosters.read()
     assert roster is not None and roster.ids() == [1, 2, 3] and roster.version == 2
+
+
+async def held_by_another(fake: FakeDiscovery, what: str) -> str:
+    """The cluster lock held by another member's session (slow, or dead with its TTL to run)."""
+    session = await fake.session_create("member-2", 10, 1)
+    assert await fake.lock_acquire(LOCK, session, f"member-2: {what}")
+    return session
+
+
+async def test_a_change_waiting_on_a_busy_lock_gives_up_and_the_next_look_decides_again(
+    tmp_path: Path,
+) -> None:
+    """Proves a removal that waits on the lock another member holds gives up after the
+    keeper's patience, holding nothing, and the next look decides from fresh reads: the voter
+    that member removed meanwhile is not asked again, and a second loss the floor refuses is
+    refused while the lock is still busy (it needs none). Seen on real Kafka before: a member
+    queued behind a slow remover for a voter already removed kept that refusal back."""
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble, size=4)
+    keeper = await keeper_of(tmp_path, fake, ensemble, 1, min_size=3)
+    other = await keeper_of(tmp_path, fake, ensemble, 2, min_size=3)
+    keeper.lock_patience_s = 0.2
+    await lose(fake, 4)
+    for k in (keeper, other):
+        await k.step()
+        lost_long_ago(k, 4)
+    busy = await held_by_another(fake, "remove lost voter 4")
+    with pytest.raises(LockBusy, match="member-2: remove lost voter 4"):
+        await asyncio.wait_for(keeper.step(), 5)
+    assert fake.kv[LOCK].session == busy and set(fake.sessions) == {busy}  # nothing left held
+    assert await fake.lock_release(LOCK, busy)
+    await other.step()  # the other member's removal
+    assert ensemble.changes == ["remove 4"]
+    await lose(fake, 3)
+    busy = await held_by_another(fake, "something slow")
+    await asyncio.wait_for(keeper.step(), 5)  # the clock starts; no lock wanted
+    lost_long_ago(keeper, 3)
+    assert await asyncio.wait_for(keeper.step(), 5) is True  # refused at the floor, no lock
+    assert ensemble.changes == ["remove 4"] and keeper.done == []
+    assert "remove lost voter 3: not now, 2 live voters would be left" in "".join(keeper._said)
+    assert fake.kv[LOCK].session == busy
+
+
+async def test_the_loop_looks_again_while_the_lock_is_busy_and_acts_once_it_is_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Proves the keeper's loop takes a busy lock as a reason to look again on the next tick
+    (not an error with a growing backoff), and makes the change once the lock is free."""
+    monkeypatch.setattr(keeper_module, "TICK_S", 0.02)
+    fake, ensemble = FakeDiscovery(), Ensemble()
+    await formed(tmp_path, fake, ensemble, size=4)
+    keeper = await keeper_of(tmp_path, fake, ensemble, 1, min_size=3, remove_after_s=0.05)
+    keeper.lock_patience_s = 0.05
+    busy = await held_by_another(fake, "something slow")
+    await lose(fake, 4)
+    gave_up: list[str] = []
+    real_step = keeper.step
+
+    async def step() -> bool:
+        try:
+            return await real_step()
+        except LockBusy as exc:
+            gave_up.append(str(exc))
+            raise
+
+    monkeypatch.setattr(keeper, "step", step)
+    task = asyncio.create_task(keeper.run())
+    try:
+        for _ in range(250):
+            await asyncio.sleep(0.02)
+            if len(gave_up) >= 3:
+                break
+        assert len(gave_up) >= 3 and ensemble.changes == []
+        assert await fake.lock_release(LOCK, busy)
+        for _ in range(250):
+            await asyncio.sleep(0.02)
+            if keeper.done:
+                break
+        assert ensemble.changes == ["remove 4"] and keeper.done == ["remove lost voter 4"]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def test_only_a_supervised_member_of_a_voting_service_keeps_voters(tmp_path: Path) -> None:
