@@ -89,6 +89,17 @@ def log_of(kafka: KafkaCluster, name: str) -> str:
     return (kafka.member_dir(name) / "member.log").read_text(errors="replace")
 
 
+def agent_tails(kafka: KafkaCluster, names: list[str], lines: int = 25) -> str:
+    """The last lines the agents of ``names`` logged (not their servers'), for a failure."""
+    return "\n".join(
+        f"{name}: {line}"
+        for name in names
+        for line in [
+            row for row in log_of(kafka, name).splitlines() if row.startswith("cluster-bootstrap:")
+        ][-lines:]
+    )
+
+
 def test_split_controllers_grow_3_to_5_and_shrink_back_to_3_one_change_at_a_time(
     consul: ConsulAgent, cluster: str, tmp_path: Path
 ) -> None:
@@ -107,7 +118,7 @@ def test_split_controllers_grow_3_to_5_and_shrink_back_to_3_one_change_at_a_time
         controller_only(cluster, f"c{n}", kafka_host(n + 3, first), **options) for n in (4, 5)
     ]
     with KafkaCluster(consul, tmp_path, cluster, members, agent_extra=SUPERVISED) as kafka:
-        kafka.start_all()
+        kafka.start_all(controllers_first=True)
         kafka.wait_formed()
         three = kafka.roster_voters()
         assert [v[0] for v in three] == [1, 2, 3]
@@ -157,11 +168,14 @@ def test_split_controllers_grow_3_to_5_and_shrink_back_to_3_one_change_at_a_time
             third = int(kafka.meta("c2")["node.id"])
             kafka.lose("c2")
             floor_line = f"remove lost voter {third}: not now, 2 live voters would be left"
-            wait_until(
-                lambda: any(floor_line in log_of(kafka, s) for s in ("c3", "c5")),
-                60,
-                "the floor refusing the third removal",
-            )
+            try:
+                wait_until(
+                    lambda: any(floor_line in log_of(kafka, s) for s in ("c3", "c5")),
+                    60,
+                    "the floor refusing the third removal",
+                )
+            except TimeoutError as exc:  # what the staying agents did instead
+                raise AssertionError(f"{exc}\n{agent_tails(kafka, ['c3', 'c5'])}") from exc
             time.sleep(REMOVE_AFTER_S + 2.0)  # a tick later: still refused
             assert kafka.roster_voters() == back
             assert kafka.quorum_voters("b2") == back
